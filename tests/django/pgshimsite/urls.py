@@ -1,0 +1,2 @@
+"""No views: the project exists to drive the database layer through pgshim."""
+urlpatterns = []
