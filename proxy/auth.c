@@ -8,6 +8,7 @@
  * and salts come from RAND_bytes; comparisons of secrets are constant-time.
  */
 #include "px_proxy.h"
+#include "px_admin.h"
 #include "px_log.h"
 
 #include <openssl/crypto.h>
@@ -27,6 +28,10 @@ static void auth_ok(px_client_t *c)
     c->auth_step = PX_AUTH_STEP_DONE;
     free(c->scram);
     c->scram = NULL;
+    if (c->pool == NULL) {
+        px_admin_login(c);  /* database "pgshim": the admin console */
+        return;
+    }
     px_pool_client_login(c);
 }
 

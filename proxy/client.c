@@ -10,7 +10,9 @@
  * its input buffer and reading is paused.
  */
 #include "px_proxy.h"
+#include "px_admin.h"
 #include "px_log.h"
+#include "px_native.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -51,6 +53,7 @@ static px_list_t *client_list(px_client_t *c, px_client_state_t st)
     case PX_CL_ACTIVE: return &c->pool->active_clients;
     case PX_CL_WAITING: return &c->pool->waiting_clients;
     case PX_CL_CLOSING: return &g_closing_clients;
+    case PX_CL_ADMIN: return px_admin_client_list();
     }
     return &g_closing_clients;
 }
@@ -71,6 +74,9 @@ void px_client_update_reading(px_client_t *c)
     case PX_CL_LOGIN:
         on = true;
         break;
+    case PX_CL_ADMIN:
+        on = px_io_queued(&c->io) <= px_io_high_water;
+        break;
     case PX_CL_ACTIVE:
         if (c->server == NULL)
             on = c->io.rlen < PGW_LIMIT_SMALL;  /* idle: notice disconnects, buffer a header */
@@ -82,6 +88,8 @@ void px_client_update_reading(px_client_t *c)
         on = false;
         break;
     }
+    if (on && px_intercept_blocks_reading(c))
+        on = false;  /* a native answer for its front message is being computed */
     px_io_set_reading(&c->io, on);
 }
 
@@ -203,6 +211,7 @@ static void client_close_common(px_client_t *c, bool flush)
         return;
     log_disconnect(c);
     cancel_hash_del(c);
+    px_intercept_client_gone(c);
     if (c->server != NULL || c->state == PX_CL_WAITING || c->state == PX_CL_WAIT_LOGIN ||
         c->state == PX_CL_ACTIVE)
         px_pool_client_gone(c);
@@ -351,6 +360,10 @@ static void handle_startup(px_client_t *c, const pgw_frame_t *f)
         return;
     if (px_cfg->application_name_add_host)
         add_host_to_app_name(c);
+    if (px_admin_is_console(c->dbname)) {
+        px_auth_start(c);  /* no pool: px_admin_login runs after authentication */
+        return;
+    }
     const char *err = NULL;
     c->pool = px_pool_get(c->dbname, c->user, &err);
     if (c->pool == NULL) {
@@ -548,7 +561,10 @@ static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t l
                 px_client_fatal(c, "08P01", "invalid client message: %s", pgw_strerror(rc));
                 return -1;
             }
-            if ((int64_t)f.total_len > (int64_t)px_cfg->max_packet_size) {
+            /* The per-type maximum (PostgreSQL's own limits) too: a header PostgreSQL would
+             * reject must not reach the server, where it would cost the connection. */
+            if ((int64_t)f.total_len > (int64_t)px_cfg->max_packet_size ||
+                f.total_len - 1 > pgw_msg_max_len(f.type)) {
                 px_client_fatal(c, "08P01", "message too long");
                 return -1;
             }
@@ -563,6 +579,10 @@ static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t l
                 px_client_close(c, "client close request");
                 return -1;
             }
+            /* The interception hook must see each possible legacy call at the front. */
+            if (off > 0 && px_intercept_stop_before(c, f.type))
+                break;
+            px_intercept_note_forward(c);
             note_forwarded_message(s, f.type);
             c->msg_left = f.total_len;
         }
@@ -588,13 +608,19 @@ static ssize_t client_on_data(px_io_t *io, const uint8_t *data, size_t len)
         if (!c->startup_done)
             return client_startup_data(c, data, len);
         return client_auth_data(c, data, len);
-    case PX_CL_ACTIVE:
+    case PX_CL_ACTIVE: {
+        ssize_t r = px_intercept_client_data(c, data, len);
+        if (r != PX_ICPT_CONTINUE)
+            return r;
         if (c->server == NULL)
             return client_idle_data(c, data, len);
         return client_forward_data(c, data, len);
+    }
     case PX_CL_WAIT_LOGIN:
     case PX_CL_WAITING:
         return 0;
+    case PX_CL_ADMIN:
+        return px_admin_data(c, data, len);
     case PX_CL_CLOSING:
         return -1;
     }

@@ -8,8 +8,10 @@
  * nothing is returned and the message says FILE:LINE. Sections that other modules will own are
  * skipped here, never rejected.
  */
+#include "px_admin.h"
 #include "px_config.h"
 #include "px_log.h"
+#include "px_native.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -108,6 +110,10 @@ static const px_option_t px_options[] = {
     {"sbuf_high_water", OPT_INT, OFF(sbuf_high_water), "262144", 4096, 1073741824, NULL, true, NULL},
     {"max_packet_size", OPT_INT, OFF(max_packet_size), "2147483647", 9, BIG, NULL, true, NULL},
     {"stats_period", OPT_INT, OFF(stats_period), "60", 1, 86400, NULL, true, NULL},
+    {"caps_query_file", OPT_STR, OFF(caps_query_file), "", 0, 0, NULL, true, NULL},
+    {"native_pool_size", OPT_INT, OFF(native_pool_size), "4", 1, 1000, NULL, true, NULL},
+    {"native_query_timeout", OPT_SECS, OFF(native_query_timeout), "5", 0.001, 3600, NULL, true, NULL},
+    {"native_butree_ttl", OPT_SECS, OFF(native_butree_ttl), "0", 0, 86400, NULL, true, NULL},
 };
 #undef OFF
 #define NOPTIONS (sizeof(px_options) / sizeof(px_options[0]))
@@ -466,9 +472,9 @@ static int handle_user(load_ctx_t *ctx, const char *name, const char *value)
  * inih glue
  * ------------------------------------------------------------------------------------------- */
 
-/* Sections owned by other modules (interception, tenants, Redis). TODO(intercept, tenants,
- * redis engineers): hand these to their parsers once they exist; until then they are skipped
- * so a file written for the full product loads. */
+/* Sections owned by other modules. [intercept] and [tenant.NAME] are handed to flags.c
+ * (handle_flags below); TODO(redis engineer): [redis] is still skipped so a file written for
+ * the full product loads. */
 static bool foreign_section(const char *section)
 {
     return strcasecmp(section, "intercept") == 0 || strcasecmp(section, "redis") == 0 ||
@@ -490,6 +496,16 @@ static int handle_pgshim(load_ctx_t *ctx, const char *name, const char *value)
     return 1;
 }
 
+/* [intercept] and [tenant.NAME] belong to the flags (flags.c); errors come back as text. */
+static int handle_flags(load_ctx_t *ctx, const char *section, const char *name, const char *value)
+{
+    char why[512];
+    if (px_flags_config_line(&ctx->cfg->flags, section, name, value, ctx->line, why,
+                             sizeof(why)) != 0)
+        return fail(ctx, "%s", why);
+    return 1;
+}
+
 static int ini_handler_cb(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx_t *ctx = user;
@@ -501,6 +517,8 @@ static int ini_handler_cb(void *user, const char *section, const char *name, con
         return handle_database(ctx, name, value);
     if (strcasecmp(section, "users") == 0)
         return handle_user(ctx, name, value);
+    if (strcasecmp(section, "intercept") == 0 || strncasecmp(section, "tenant.", 7) == 0)
+        return handle_flags(ctx, section, name, value);
     if (foreign_section(section))
         return 1;
     if (section[0] == '\0')
@@ -630,6 +648,7 @@ void px_config_free(px_config_t *cfg)
         free(cfg->users);
         cfg->users = next;
     }
+    px_flags_set_free(cfg->flags);
     free(cfg->path);
     free(cfg);
 }
@@ -683,11 +702,14 @@ void px_config_reload_apply(px_config_t *next)
         }
     }
     px_cfg = next;
+    px_flags_install(next->flags);  /* takes ownership; the flag swap of this reload */
+    next->flags = NULL;
     for (size_t i = 0; i < NOPTIONS; i++) {
         const px_option_t *o = &px_options[i];
         if (o->apply != NULL && (old == NULL || !option_equal(o, old, next)))
             o->apply(next);
     }
+    px_intercept_config_applied(next);  /* re-reads caps_query_file at start and every reload */
     px_config_free(old);
 }
 
@@ -781,6 +803,25 @@ int px_config_check_sample(const char *path, FILE *out)
         }
     }
     return missing;
+}
+
+void px_config_foreach_option(const px_config_t *cfg, px_option_cb cb, void *arg)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const px_option_t *o = &px_options[i];
+        const void *v = (const char *)cfg + o->offset;
+        char buf[64];
+        const char *text = buf;
+        switch (o->type) {
+        case OPT_BOOL: text = *(const bool *)v ? "1" : "0"; break;
+        case OPT_INT: snprintf(buf, sizeof(buf), "%d", *(const int *)v); break;
+        case OPT_MODE: snprintf(buf, sizeof(buf), "0%o", (unsigned)*(const int *)v); break;
+        case OPT_ENUM: text = o->choices[*(const int *)v]; break;
+        case OPT_SECS: snprintf(buf, sizeof(buf), "%g", *(const double *)v); break;
+        case OPT_STR: text = *(char *const *)v; break;
+        }
+        cb(o->name, text, o->def, o->reloadable, arg);
+    }
 }
 
 void px_config_print_table(FILE *out)

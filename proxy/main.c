@@ -9,6 +9,7 @@
  * (bounded by shutdown_wait_timeout); SIGHUP reloads the ini and the auth file (a bad file keeps
  * the old configuration and logs FILE:LINE).
  */
+#include "px_admin.h"
 #include "px_listen.h"
 #include "px_log.h"
 #include "px_proxy.h"
@@ -114,18 +115,8 @@ static void on_sigterm(uv_signal_t *h, int sig)
 static void on_sighup(uv_signal_t *h, int sig)
 {
     char err[1024];
-    px_log_info("got SIGHUP, reloading %s", px_cfg->path);
-    px_config_t *next = px_config_load(px_cfg->path, err, sizeof(err));
-    if (next == NULL) {
-        px_log_error("reload failed, keeping the old configuration: %s", err);
-        return;
-    }
-    next->verbose += g_extra_verbose;
-    px_config_reload_apply(next);
-    px_io_high_water = (size_t)px_cfg->sbuf_high_water;
-    if (px_userlist_load(px_cfg->auth_file) < 0)
-        px_log_error("reload: auth_file not reloaded");
-    px_pool_reload_all();
+    px_log_info("got SIGHUP");
+    (void)px_admin_reload(err, sizeof(err));  /* the same reload as the console's RELOAD */
 }
 
 static void setup_signals(void)
@@ -199,6 +190,7 @@ int main(int argc, char **argv)
         return 1;
     }
     cfg->verbose += g_extra_verbose;
+    px_admin_extra_verbose = g_extra_verbose;
     px_config_reload_apply(cfg);
     if (px_cfg->auth_file[0] != '\0' && px_userlist_load(px_cfg->auth_file) < 0) {
         fprintf(stderr, "%s: cannot load auth_file %s\n", config_path, px_cfg->auth_file);

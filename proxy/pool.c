@@ -5,10 +5,15 @@
  * client.
  *
  * Invariants: nservers counts servers on the pool's login/idle/active/used lists and never
- * exceeds pool_size; a server goes back to the idle list only through px_pool_server_ready(),
- * i.e. after login or after a successful reset, or directly at a clean transaction end.
+ * exceeds pool_size + reserve_pool (the reserve only once a client waited reserve_pool_timeout);
+ * the servers of all pools of one database never exceed max_db_connections, those of one user
+ * max_user_connections. A server goes back to the idle list only through px_pool_server_ready(),
+ * i.e. after login or after a successful reset or check query, or directly at a clean
+ * transaction end; an idle server unused for server_check_delay runs server_check_query before
+ * a client gets it.
  */
 #include "px_proxy.h"
+#include "px_admin.h"
 #include "px_log.h"
 
 #include <stdio.h>
@@ -162,6 +167,14 @@ static bool pool_apply_conf(px_pool_t *p, const px_db_conf_t *db)
     }
     p->pool_size = db->pool_size > 0 ? db->pool_size : px_cfg->default_pool_size;
     p->pool_mode = effective_pool_mode(db, p->user);
+    p->min_pool_size = db->min_pool_size >= 0 ? db->min_pool_size : px_cfg->min_pool_size;
+    p->reserve_pool = db->reserve_pool >= 0 ? db->reserve_pool : px_cfg->reserve_pool_size;
+    p->max_db_connections =
+        db->max_db_connections >= 0 ? db->max_db_connections : px_cfg->max_db_connections;
+    const px_user_conf_t *u = px_config_find_user(px_cfg, p->user);
+    p->max_user_connections = u != NULL && u->max_user_connections >= 0
+                                  ? u->max_user_connections
+                                  : px_cfg->max_user_connections;
     return changed;
 }
 
@@ -241,16 +254,142 @@ px_pool_t *px_pool_get(const char *dbname, const char *user, const char **err)
  * Assignment
  * ------------------------------------------------------------------------------------------- */
 
+static uint64_t ms(double secs) { return (uint64_t)(secs * 1000.0); }
+
+/* How long the longest-waiting client of the pool has waited, in ms (0 if none waits). */
+static uint64_t longest_wait(px_pool_t *pool, uint64_t now)
+{
+    uint64_t w = 0;
+    px_list_t *n = px_list_first(&pool->waiting_clients);
+    if (n != NULL)
+        w = now - px_container_of(n, px_client_t, node)->state_since;
+    n = px_list_first(&pool->wait_login);
+    if (n != NULL && now - px_container_of(n, px_client_t, node)->state_since > w)
+        w = now - px_container_of(n, px_client_t, node)->state_since;
+    return w;
+}
+
+/* Servers of every pool that shares the database (by_db) or the user with `pool`. */
+static int shared_count(const px_pool_t *pool, bool by_db)
+{
+    int n = 0;
+    px_list_t *it, *tmp;
+    px_list_foreach_safe(it, tmp, &g_pools)
+    {
+        const px_pool_t *p = px_container_of(it, px_pool_t, node);
+        if (strcmp(by_db ? p->dbname : p->user, by_db ? pool->dbname : pool->user) == 0)
+            n += p->nservers;
+    }
+    return n;
+}
+
+/* Closes one idle server of another pool of the same database (or user) so that a pool with
+ * waiting clients can open one within max_db_connections / max_user_connections, as
+ * PgBouncer's eviction does. Returns true if one was closed. */
+static bool evict_sibling(const px_pool_t *pool, bool by_db)
+{
+    px_list_t *it, *tmp;
+    px_list_foreach_safe(it, tmp, &g_pools)
+    {
+        px_pool_t *p = px_container_of(it, px_pool_t, node);
+        if (p == pool || px_list_empty(&p->idle_servers) ||
+            strcmp(by_db ? p->dbname : p->user, by_db ? pool->dbname : pool->user) != 0)
+            continue;
+        px_server_close(px_container_of(px_list_first(&p->idle_servers), px_server_t, node),
+                        by_db ? "evicted for max_db_connections" : "evicted for max_user_connections");
+        return true;
+    }
+    return false;
+}
+
+/* Server connections the pool may open now. Eviction of a sibling's idle server only for
+ * clients that wait, never to reach min_pool_size (two pools would take turns forever). */
+static int server_budget(px_pool_t *pool, bool may_evict)
+{
+    uint64_t now = uv_now(px_loop);
+    int limit = pool->pool_size;
+    if (pool->reserve_pool > 0 && longest_wait(pool, now) >= ms(px_cfg->reserve_pool_timeout))
+        limit += pool->reserve_pool;
+    int budget = limit - pool->nservers;
+    if (budget <= 0)
+        return 0;
+    if (pool->max_db_connections > 0) {
+        int room = pool->max_db_connections - shared_count(pool, true);
+        if (room <= 0 && may_evict && evict_sibling(pool, true))
+            room = pool->max_db_connections - shared_count(pool, true);
+        if (room < budget)
+            budget = room;
+    }
+    if (pool->max_user_connections > 0 && budget > 0) {
+        int room = pool->max_user_connections - shared_count(pool, false);
+        if (room <= 0 && may_evict && evict_sibling(pool, false))
+            room = pool->max_user_connections - shared_count(pool, false);
+        if (room < budget)
+            budget = room;
+    }
+    return budget > 0 ? budget : 0;
+}
+
+/* While logins to PostgreSQL fail, retry once per server_login_retry instead of spinning. */
+static bool login_retry_wait(const px_pool_t *pool)
+{
+    return pool->last_connect_failed &&
+           uv_now(px_loop) - pool->last_failed_login < ms(px_cfg->server_login_retry);
+}
+
 static void launch_if_needed(px_pool_t *pool)
 {
-    if (pool->nservers >= pool->pool_size)
-        return;  /* the common case under load: skip counting the queues */
+    /* The common case under load: the pool is full; skip counting the queues. */
+    if (pool->nservers >= pool->pool_size + (pool->reserve_pool > 0 ? pool->reserve_pool : 0))
+        return;
+    if (pool->nservers >= pool->pool_size &&
+        longest_wait(pool, uv_now(px_loop)) < ms(px_cfg->reserve_pool_timeout))
+        return;
     size_t want = px_list_count(&pool->waiting_clients) + px_list_count(&pool->wait_login);
     size_t logging_in = px_list_count(&pool->login_servers);
-    while (logging_in < want && pool->nservers < pool->pool_size) {
+    if (logging_in >= want || login_retry_wait(pool))
+        return;
+    int budget = server_budget(pool, true);
+    if (budget > 0 && pool->nservers >= pool->pool_size)
+        px_log_info("%s/%s: taking connection from reserve_pool", pool->dbname, pool->user);
+    /* While logins fail, one probe at a time: its outcome decides about the rest. */
+    if (pool->last_connect_failed && budget > 1)
+        budget = logging_in == 0 ? 1 : 0;
+    while (logging_in < want && budget-- > 0) {
         px_server_launch(pool);
         logging_in++;
     }
+}
+
+/* server_check_delay/server_check_query: a server idle for longer than the delay (with a delay
+ * of 0: any server that served a client since its last check) runs the check query before
+ * being handed out; it comes back through px_pool_server_ready() or is closed if it fails. */
+static bool needs_check(const px_server_t *s, uint64_t now)
+{
+    const char *q = px_cfg->server_check_query;
+    if (q == NULL || q[0] == '\0')
+        return false;
+    if (px_cfg->server_check_delay <= 0)
+        return s->checked_at < s->state_since;
+    return now - s->state_since >= ms(px_cfg->server_check_delay);
+}
+
+/* The idle server to hand out next: the most recently used one (LIFO keeps the hottest
+ * connection busy and lets the others reach server_idle_timeout), or with server_round_robin
+ * the least recently used one, spreading load evenly (NULL when none is idle). */
+static px_server_t *next_idle(px_pool_t *pool)
+{
+    if (px_list_empty(&pool->idle_servers))
+        return NULL;
+    px_list_t *n = px_cfg->server_round_robin ? pool->idle_servers.next : pool->idle_servers.prev;
+    return px_container_of(n, px_server_t, node);
+}
+
+static void start_check(px_server_t *s)
+{
+    s->checking = true;
+    px_server_set_state(s, PX_SV_USED);
+    px_server_internal_query(s, px_cfg->server_check_query);
 }
 
 /* Links a waiting client with an idle server, sending a SET first when their settings differ. */
@@ -284,13 +423,18 @@ static void link_pair(px_client_t *c, px_server_t *s)
 
 void px_pool_dispatch(px_pool_t *pool)
 {
+    if (px_admin_db_paused(pool->dbname))
+        return;   /* PAUSE: clients stay queued until RESUME dispatches again */
     for (;;) {
         px_list_t *cn = px_list_first(&pool->waiting_clients);
-        /* LIFO on idle servers keeps the hottest connection busy and lets others time out. */
-        px_list_t *sn = px_list_empty(&pool->idle_servers) ? NULL : pool->idle_servers.prev;
-        if (cn == NULL || sn == NULL)
+        px_server_t *s = next_idle(pool);
+        if (cn == NULL || s == NULL)
             break;
-        link_pair(px_container_of(cn, px_client_t, node), px_container_of(sn, px_server_t, node));
+        if (needs_check(s, uv_now(px_loop))) {
+            start_check(s);
+            continue;
+        }
+        link_pair(px_container_of(cn, px_client_t, node), s);
     }
     launch_if_needed(pool);
 }
@@ -301,10 +445,10 @@ void px_pool_client_login(px_client_t *c)
         px_client_welcome(c);
         return;
     }
+    /* Waits for the pool's first login; when none can start now (server_login_retry, limits)
+     * the janitor retries, and query_wait_timeout bounds the wait. */
     px_client_set_state(c, PX_CL_WAIT_LOGIN);
     launch_if_needed(c->pool);
-    if (px_list_empty(&c->pool->login_servers) && c->state == PX_CL_WAIT_LOGIN)
-        px_client_fatal(c, "53300", "no server connection available for the pool");
 }
 
 void px_pool_request(px_client_t *c)
@@ -312,8 +456,10 @@ void px_pool_request(px_client_t *c)
     px_pool_t *pool = c->pool;
     /* Fast path: nobody queued and a server free. Linking directly avoids a stop/start of
      * the client's reads that a pass through the waiting list would cost. */
-    if (px_list_empty(&pool->waiting_clients) && !px_list_empty(&pool->idle_servers)) {
-        link_pair(c, px_container_of(pool->idle_servers.prev, px_server_t, node));
+    if (px_list_empty(&pool->waiting_clients) && !px_list_empty(&pool->idle_servers) &&
+        !px_admin_db_paused(pool->dbname) &&
+        !needs_check(next_idle(pool), uv_now(px_loop))) {
+        link_pair(c, next_idle(pool));
         return;
     }
     px_client_set_state(c, PX_CL_WAITING);
@@ -332,7 +478,10 @@ void px_pool_server_ready(px_server_t *s)
         px_server_close(s, "database settings changed");
         return;
     }
+    pool->last_connect_failed = false;
+    s->checking = false;
     px_server_set_state(s, PX_SV_IDLE);
+    s->checked_at = s->state_since;
     /* Each welcome moves its client off wait_login (to active, or closing on failure); taking
      * the head each time stays correct even if a welcome changes other clients' lists. */
     px_list_t *it;
@@ -390,15 +539,35 @@ void px_pool_client_gone(px_client_t *c)
     return_server(s, reset);
 }
 
-void px_pool_server_failed(px_pool_t *pool, const char *sqlstate, const char *msg)
+void px_pool_server_failed(px_pool_t *pool, bool server_error, const char *sqlstate,
+                           const char *msg)
 {
+    pool->last_connect_failed = true;
+    pool->last_failed_login = uv_now(px_loop);
+    snprintf(pool->last_login_error, sizeof(pool->last_login_error), "%s", msg);
+    if (!server_error)
+        return;
+    /* PostgreSQL refused the login (bad password, missing database, starting up...): clients
+     * that wait for the pool's first login hear why, as PgBouncer does. Clients already logged
+     * in and queued for a server keep their place; query_wait_timeout bounds their wait. */
     px_list_t *it;
     while ((it = px_list_first(&pool->wait_login)) != NULL)
         px_client_fatal(px_container_of(it, px_client_t, node), sqlstate, "%s", msg);
-    /* Clients queued for a server only fail when the pool has no server left that could serve
-     * them; otherwise they keep their place (query_wait_timeout bounds the wait). */
-    if (pool->nservers > 0)
+}
+
+void px_pool_maintain(px_pool_t *pool)
+{
+    if (!px_list_empty(&pool->waiting_clients) || !px_list_empty(&pool->wait_login)) {
+        px_pool_dispatch(pool);
         return;
-    while ((it = px_list_first(&pool->waiting_clients)) != NULL)
-        px_client_fatal(px_container_of(it, px_client_t, node), sqlstate, "%s", msg);
+    }
+    if (pool->nservers >= pool->min_pool_size || login_retry_wait(pool) ||
+        px_admin_db_paused(pool->dbname))
+        return;
+    int budget = server_budget(pool, false);
+    int want = pool->min_pool_size - pool->nservers;
+    if (pool->last_connect_failed && want > 1)
+        want = px_list_empty(&pool->login_servers) ? 1 : 0;
+    for (int i = 0; i < want && i < budget; i++)
+        px_server_launch(pool);
 }

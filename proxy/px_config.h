@@ -1,8 +1,8 @@
 /*
  * px_config: pgshim.ini. Options of section [pgshim] are declared once, in the table in
  * config.c (name, type, default, bounds, reloadable, apply hook); the struct below holds their
- * values. [databases] and [users] use PgBouncer's syntax. Sections other engineers will own
- * ([intercept], [tenant.NAME], [redis]) are accepted and skipped here.
+ * values. [databases] and [users] use PgBouncer's syntax. [intercept] and [tenant.NAME] are
+ * parsed by flags.c into cfg->flags (px_admin.h); [redis] is accepted and skipped here.
  *
  * Ownership: a px_config_t owns every string it points to; px_config_free() releases them.
  * The running configuration is one global (px_cfg) replaced as a whole on reload, so code that
@@ -93,9 +93,17 @@ typedef struct px_config {
     bool tcp_nodelay;
     int pkt_buf, sbuf_high_water, max_packet_size;
     int stats_period;
+    /* interception (intercept.c, native.c) */
+    char *caps_query_file;   /* SQL text of the capability query (spec 3.11); "" = none */
+    int native_pool_size;    /* native libpq connections per (server, database, user) */
+    double native_query_timeout;  /* seconds one native query (or login) may take */
+    double native_butree_ttl;     /* seconds an in-memory BU tree may serve; 0 = no tree */
     /* sections */
     px_db_conf_t *databases;  /* in file order; "*" may be among them */
     px_user_conf_t *users;
+    /* [intercept] and [tenant.NAME], parsed by flags.c (px_admin.h); handed to the flags at
+       px_config_reload_apply, NULL afterwards or when the file has no such section */
+    struct px_flagset *flags;
 } px_config_t;
 
 /* The running configuration; NULL before the first successful load. */
@@ -124,6 +132,11 @@ bool px_config_ignored_param(const px_config_t *cfg, const char *name);
 /* Checks that every option of the table appears in the sample file (commented or not). Prints
  * missing names to out; returns the number missing, or -1 if the file cannot be read. */
 int px_config_check_sample(const char *path, FILE *out);
+/* Calls cb for every option of the table, in order, with its current value in cfg and its
+ * default as text (booleans as 1/0, like PgBouncer's SHOW CONFIG). For the admin console. */
+typedef void (*px_option_cb)(const char *name, const char *value, const char *def,
+                             bool reloadable, void *arg);
+void px_config_foreach_option(const px_config_t *cfg, px_option_cb cb, void *arg);
 /* Prints the option table (name, default, reloadable) to out, for --help-config. */
 void px_config_print_table(FILE *out);
 

@@ -55,6 +55,7 @@ typedef enum px_client_state {
     PX_CL_ACTIVE,      /* pool->active_clients: logged in; linked to a server or idle */
     PX_CL_WAITING,     /* pool->waiting_clients: has a message, waits for a server (FIFO) */
     PX_CL_CLOSING,     /* g_closing_clients: uv_close pending; freed in the close callback */
+    PX_CL_ADMIN,       /* px_admin_client_list(): admin console (database "pgshim"), no pool */
 } px_client_state_t;
 
 typedef enum px_auth_step {
@@ -110,6 +111,8 @@ struct px_server {
     uint64_t created_at;        /* server_lifetime */
     uint64_t work_since;        /* pending went from 0 to 1 (query_timeout) */
     uint64_t ready_since;       /* last ReadyForQuery (idle_transaction_timeout) */
+    uint64_t checked_at;        /* login, reset or server_check_query last succeeded */
+    bool checking;              /* PX_SV_USED is running server_check_query, not a reset */
     uint64_t id;
     px_pool_t *pool;
     uint32_t conf_gen;          /* pool->conf_gen when this connection was opened */
@@ -148,6 +151,13 @@ struct px_pool {
     char *startup_extra[4][2];  /* client_encoding, datestyle, timezone, application_name */
     int pool_size;
     int pool_mode;
+    /* limits from the [databases]/[users] entry or the globals, refreshed on reload */
+    int min_pool_size, reserve_pool, max_db_connections, max_user_connections;
+    /* server_login_retry: after a failed login no new connection is tried before
+     * last_failed_login + server_login_retry; cleared by the next successful login. */
+    bool last_connect_failed;
+    uint64_t last_failed_login;
+    char last_login_error[160];  /* why the last login failed (DETAIL of query_wait_timeout) */
     uint32_t conf_gen;          /* bumped when a reload changes the connection settings */
     px_list_t login_servers, idle_servers, active_servers, used_servers;
     px_list_t wait_login, active_clients, waiting_clients;
@@ -243,8 +253,15 @@ void px_pool_server_ready(px_server_t *s);
 void px_pool_maybe_release(px_server_t *s);
 /* A client is going away: detach it from its server (reset, keep or close the server). */
 void px_pool_client_gone(px_client_t *c);
-/* A server failed to log in or died: tell clients that depend on it. */
-void px_pool_server_failed(px_pool_t *pool, const char *sqlstate, const char *msg);
+/* A server failed to log in. server_error: PostgreSQL answered with an ErrorResponse (clients
+ * waiting for the pool's first login get it, as in PgBouncer); otherwise the connection itself
+ * failed and clients keep waiting, bounded by query_wait_timeout, while the pool retries every
+ * server_login_retry. */
+void px_pool_server_failed(px_pool_t *pool, bool server_error, const char *sqlstate,
+                           const char *msg);
+/* Once a second (janitor): retries launches for waiting clients (server_login_retry, reserve
+ * pool, db/user limits freed elsewhere) and keeps min_pool_size connections open. */
+void px_pool_maintain(px_pool_t *pool);
 /* Links free servers to waiting clients and launches servers as needed. */
 void px_pool_dispatch(px_pool_t *pool);
 int px_pool_mode(const px_pool_t *pool);

@@ -9,6 +9,7 @@
  */
 #include "px_proxy.h"
 #include "px_log.h"
+#include "px_native.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -162,15 +163,17 @@ static void server_on_closed(px_io_t *io)
     free(s);
 }
 
-/* Login failed or the connection broke during login: every client that waits on this pool's
- * login hears about it. */
+/* Login failed or the connection broke during login. 08006 marks a connection-level failure
+ * (refused, reset, unresolvable): PostgreSQL may simply be restarting, so waiting clients keep
+ * waiting while the pool retries. Anything else (an ErrorResponse, a protocol or auth problem)
+ * is told to the clients waiting for the pool's first login. */
 static void server_login_failed(px_server_t *s, const char *sqlstate, const char *msg)
 {
     px_pool_t *pool = s->pool;
     px_log_warn("S-%llu: %s/%s login failed: %s", (unsigned long long)s->id, pool->dbname,
                 pool->user, msg);
     px_server_close(s, "login failed");
-    px_pool_server_failed(pool, sqlstate, msg);
+    px_pool_server_failed(pool, strcmp(sqlstate, "08006") != 0, sqlstate, msg);
 }
 
 static void server_on_error(px_io_t *io, int err)
@@ -636,7 +639,7 @@ static ssize_t server_internal_data(px_server_t *s, const uint8_t *data, size_t 
             vars_synced(s);
         } else if (s->state == PX_SV_USED) {
             if (st != (uint8_t)'I' || s->internal_error) {
-                px_server_close(s, "reset query failed");
+                px_server_close(s, s->checking ? "server_check_query failed" : "reset query failed");
                 return -1;
             }
             px_pool_server_ready(s);
@@ -708,6 +711,8 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
         s->msg_left -= (uint32_t)n;
         off += n;
     }
+    if (off > 0)
+        px_intercept_server_data(c, data, off);  /* shadow mode copies PostgreSQL's reply */
     if (off > 0 && px_io_write(&c->io, data, off) < 0) {
         px_client_fatal(c, "53200", "out of memory");
         return (ssize_t)off;
