@@ -1,0 +1,355 @@
+#!/usr/bin/python3
+"""native_bench.py: pgshim's native answers vs the legacy functions, per function and call shape,
+plus pgbench -S TPS through pgshim with interception configured vs not.
+
+    tests/bench/native [--scale 1] [--calls 200] [--db NAME] [--only SUBSTR] [--json FILE]
+                       [--pgbench-seconds 10] [--pgbench-rounds 3] [--skip-pgbench] [--no-calls]
+
+Part 1: for every shape of tests/bench/legacy_bench.py (same argument generators, imported), runs
+--calls random calls, each one twice -- through pgshim with the tenant in native mode and
+directly to PostgreSQL (the legacy function) -- interleaved call by call (the order within a pair
+alternates), and prints median and p95 wall latency (execute + fetch, psycopg2 client-side
+binding as Django sends it, session TimeZone UTC), the speedup legacy/native, how many of the
+calls pgshim answered natively (SHOW INTERCEPTS native counter delta; "n/a" when the console
+cannot say) and how many answers differed (multiset compare where spec 10 calls the legacy order
+undefined).
+
+Part 2: pgbench -S (select-only, simple protocol) through two pgshim instances in transaction
+mode, one with `[tenant.<pgbench db>] all = native` and one without any interception sections;
+--pgbench-rounds rounds, interleaved (order alternates per round); medians and ratio (target:
+configured within 3% of not configured).
+
+Servers: the PostgreSQL exported by `eval "$(tests/harness/pgenv start ...)"` if PGPORT answers,
+else a throw-away one on --pg-port started and stopped here. The fixture database (--db, default
+native_s<scale>) is loaded with tests/fixture/load when missing or of another scale. pgshim
+instances on --pgshim-port .. +2, started and stopped by PID (tests/integration/proxyctl.py). Use
+a non-sanitizer build (PGSHIM_BIN or --pgshim-bin) for meaningful numbers.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+import legacy_bench as lb  # noqa: E402
+import proxyctl  # noqa: E402
+
+UNORDERED_FUNCS = {"fun_getjobneed", "fun_getexttourjobneed", "fn_getassetdetails",
+                   "fn_get_schedule_for_adhoc"}
+PASSWORD = "postgres"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--db", default=None, help="fixture database (default native_s<scale>)")
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", help="only shapes whose function or label contains this")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--pgbench-seconds", type=int, default=10)
+    ap.add_argument("--pgbench-rounds", type=int, default=3)
+    ap.add_argument("--pgbench-clients", type=int, default=10)
+    ap.add_argument("--pgbench-scale", type=int, default=5)
+    ap.add_argument("--skip-pgbench", action="store_true")
+    ap.add_argument("--no-calls", action="store_true", help="skip part 1")
+    ap.add_argument("--pgshim-bin", default=os.environ.get("PGSHIM_BIN") or proxyctl.find_pgshim_binary())
+    ap.add_argument("--pg-port", type=int, default=int(os.environ.get("PGSHIM_BENCH_PG_PORT", "55201")))
+    ap.add_argument("--pgshim-port", type=int,
+                    default=int(os.environ.get("PGSHIM_BENCH_PROXY_PORT", "65201")))
+    return ap.parse_args()
+
+
+def caps_ini_key():
+    """The [pgshim] key naming the capability-query file, if this source tree has one."""
+    for rel in ("proxy/config.c", "proxy/flags.c", "proxy/intercept.c", "proxy/native.c"):
+        try:
+            with open(os.path.join(REPO, rel)) as f:
+                src = f.read()
+        except OSError:
+            continue
+        for key in ("caps_query_file", "capabilities_query_file", "caps_query", "caps_sql_file"):
+            if '"%s"' % key in src:
+                return key
+    return None
+
+
+def ensure_fixture(pg, db, scale):
+    conn = psycopg2.connect(pg.dsn("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select 1 from pg_database where datname = %s", (db,))
+        exists = cur.fetchone() is not None
+    conn.close()
+    if exists:
+        conn = psycopg2.connect(pg.dsn(db))
+        with conn.cursor() as cur:
+            try:
+                cur.execute("select value from fixture_meta where key = 'scale'")
+                have = cur.fetchone()
+            except psycopg2.Error:
+                have = None
+        conn.close()
+        if have and float(have[0]) == float(scale):
+            return
+    env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(pg.pg_port), PGUSER="postgres",
+               PGPASSWORD=PASSWORD)
+    log("loading fixture %s at scale %g" % (db, scale))
+    subprocess.run([os.path.join(REPO, "tests", "fixture", "load"), "--db", db, "--scale",
+                    str(scale), "--drop", "--quiet"], env=env, check=True, timeout=1800)
+
+
+def start_shim(binary, port, pg_port, basedir, sections):
+    extra = {"admin_users": "postgres"}
+    key = caps_ini_key()
+    if key:
+        extra[key] = os.path.join(REPO, "tests", "fixture", "caps_query.sql")
+    p = proxyctl.Proxy("pgshim", binary, port, pg_port, pool_mode="transaction", pool_size=20,
+                       extra=extra, basedir=basedir, sections=sections,
+                       name="pgshim-bench-%d" % port)
+    return p.start()
+
+
+def native_counts(p, tenant):
+    """{function: native count} from SHOW INTERCEPTS, or None."""
+    try:
+        conn = psycopg2.connect(p.dsn("pgshim"))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SHOW INTERCEPTS %s" % tenant)
+            cols = [d.name for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        conn.close()
+    except psycopg2.Error:
+        return None
+    if not rows or "native" not in rows[0]:
+        return None
+    return {r["function"]: int(r["native"] or 0) for r in rows}
+
+
+def normalise(fn, label, rows):
+    rows = [tuple(r) for r in rows]
+    if fn in UNORDERED_FUNCS:
+        return sorted(rows, key=repr)
+    if label.startswith("get_all_bu_of_client") and rows and isinstance(rows[0][0], list):
+        return [(sorted(rows[0][0]),)] + rows[1:]
+    if fn == "fn_getbulist_basedon_idnf" and rows and isinstance(rows[0][0], str):
+        return [(sorted(rows[0][0].split(" ")),)]
+    return rows
+
+
+def timed(cur, q, params):
+    t0 = time.perf_counter()
+    try:
+        cur.execute(q, params)
+        rows = cur.fetchall()
+        err = None
+    except psycopg2.Error as e:
+        rows, err = None, e.pgcode
+    return (time.perf_counter() - t0) * 1000.0, rows, err
+
+
+def call_bench(a, pg, shim, db):
+    caps_path = os.path.join(REPO, "tests", "fixture", "caps_query.sql")
+    with open(caps_path) as f:
+        caps_sql = f.read()
+    direct = psycopg2.connect(pg.dsn(db))
+    direct.autocommit = True
+    via = psycopg2.connect(shim.dsn(db))
+    via.autocommit = True
+    dc, vc = direct.cursor(), via.cursor()
+    for c in (dc, vc):
+        c.execute("SET TimeZone = 'UTC'")
+    dc.execute("SELECT now()")
+    now = dc.fetchone()[0]
+    data = lb.Data(dc)
+    rng = random.Random(a.seed)
+    results = []
+    for fn, label, sql, inline, gen in lb.shapes(data, rng, now):
+        if a.only and a.only not in fn and a.only not in label:
+            continue
+        if sql is None:
+            sql = caps_sql
+        stat_fn = "get_web_caps_for_client" if fn == "capability query" else fn
+        before = native_counts(shim, db)
+        lat_n, lat_l, differ, errors = [], [], 0, 0
+        for k in range(a.calls + 5):
+            args = gen()
+            q, params = (sql.format(*args), None) if inline else (sql, args if args else None)
+            first_native = k % 2 == 0
+            pairs = [(vc, lat_n), (dc, lat_l)] if first_native else [(dc, lat_l), (vc, lat_n)]
+            got = {}
+            for cur, lat in pairs:
+                ms, rows, err = timed(cur, q, params)
+                got[id(cur)] = (err, None if rows is None else normalise(fn, label, rows))
+                if k >= 5:
+                    lat.append(ms)
+            if k >= 5:
+                if got[id(vc)] != got[id(dc)]:
+                    differ += 1
+                if got[id(dc)][0] is not None:
+                    errors += 1
+        after = native_counts(shim, db)
+        answered = None
+        if before is not None and after is not None:
+            answered = after.get(stat_fn, 0) - before.get(stat_fn, 0)
+        n_calls = a.calls + 5
+        r = dict(function=fn, shape=label, calls=len(lat_n),
+                 legacy_median=statistics.median(lat_l), legacy_p95=lb.percentile(lat_l, 0.95),
+                 native_median=statistics.median(lat_n), native_p95=lb.percentile(lat_n, 0.95),
+                 answered=answered, answered_of=n_calls, differ=differ, errors=errors)
+        r["speedup_median"] = r["legacy_median"] / r["native_median"] if r["native_median"] else None
+        r["speedup_p95"] = r["legacy_p95"] / r["native_p95"] if r["native_p95"] else None
+        results.append(r)
+        log("%-26s legacy %7.2f/%7.2f  pgshim %7.2f/%7.2f  x%5.2f  native %s/%d  differ %d  %s"
+            % (fn, r["legacy_median"], r["legacy_p95"], r["native_median"], r["native_p95"],
+               r["speedup_median"] or 0, "n/a" if answered is None else answered, n_calls,
+               differ, label))
+    direct.close()
+    via.close()
+    return results
+
+
+def pgbench_tps(port, db, args, timeout):
+    env = dict(os.environ, PGPASSWORD=PASSWORD)
+    argv = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n"] + args + [db]
+    r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=timeout)
+    m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        log("pgbench on %d failed (exit %d): %s" % (port, r.returncode, r.stdout[-1500:]))
+        return None
+    return float(m.group(1))
+
+
+def pgbench_part(a, pg, basedir):
+    db = "native_pgbench"
+    conn = psycopg2.connect(pg.dsn("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select 1 from pg_database where datname = %s", (db,))
+        if cur.fetchone() is None:
+            cur.execute("create database %s" % db)
+            conn.close()
+            log("pgbench -i -s %d" % a.pgbench_scale)
+            env = dict(os.environ, PGPASSWORD=PASSWORD)
+            subprocess.run(["pgbench", "-i", "-q", "-s", str(a.pgbench_scale), "-h", "127.0.0.1",
+                            "-p", str(pg.pg_port), "-U", "postgres", db], env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        else:
+            conn.close()
+    with_icpt = start_shim(a.pgshim_bin, a.pgshim_port + 1, pg.pg_port, basedir,
+                           {"intercept": [("all", "off")],
+                            "tenant.%s" % db: [("all", "native")]})
+    without = start_shim(a.pgshim_bin, a.pgshim_port + 2, pg.pg_port, basedir, {})
+    res = {"configured": [], "not configured": []}
+    try:
+        targets = [("configured", with_icpt), ("not configured", without)]
+        args = ["-S", "-c", str(a.pgbench_clients), "-j", "2", "-T", str(a.pgbench_seconds)]
+        for rnd in range(a.pgbench_rounds):
+            order = targets if rnd % 2 == 0 else list(reversed(targets))
+            for name, p in order:
+                tps = pgbench_tps(p.port, db, args, a.pgbench_seconds * 3 + 60)
+                log("pgbench round %d %-15s tps=%s" % (rnd + 1, name, tps))
+                if tps is not None:
+                    res[name].append(tps)
+    finally:
+        for p in (with_icpt, without):
+            p.stop()
+            rep = p.sanitizer_report()
+            if rep:
+                log("sanitizer report from %s:\n%s" % (p.name, rep))
+            else:
+                p.cleanup()
+    return res
+
+
+def main():
+    a = parse_args()
+    if not a.pgshim_bin:
+        raise SystemExit("no pgshim binary: build one or pass --pgshim-bin")
+    db = a.db or ("native_s%s" % ("%g" % a.scale).replace(".", "_"))
+    pg = proxyctl.PgEnv.from_environment()
+    own_pg = None
+    if pg is None:
+        own_pg = proxyctl.PgEnv(a.pg_port, None)
+        pg = own_pg.start()
+    basedir = tempfile.mkdtemp(prefix="pgshim-native-bench-")
+    out = dict(db=db, scale=a.scale, calls=a.calls, seed=a.seed, binary=a.pgshim_bin)
+    try:
+        if not a.no_calls:
+            ensure_fixture(pg, db, a.scale)
+            shim = start_shim(a.pgshim_bin, a.pgshim_port, pg.pg_port, basedir,
+                              {"intercept": [("all", "off")], "tenant.%s" % db: [("all", "native")]})
+            try:
+                out["calls_results"] = call_bench(a, pg, shim, db)
+            finally:
+                shim.stop()
+                rep = shim.sanitizer_report()
+                if rep:
+                    log("sanitizer report:\n" + rep)
+                else:
+                    shim.cleanup()
+        if not a.skip_pgbench:
+            out["pgbench"] = pgbench_part(a, pg, basedir)
+    finally:
+        if own_pg is not None:
+            own_pg.stop()
+
+    if "calls_results" in out:
+        print()
+        print("Legacy function (direct to PostgreSQL) vs pgshim native mode, db %s (scale %g), "
+              "%d interleaved calls per shape, ms" % (db, a.scale, a.calls))
+        print()
+        print("| function | caller shape | legacy median | legacy p95 | pgshim median | pgshim p95 "
+              "| speedup median | speedup p95 | answered natively (incl. 5 warm-up) | differ |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in out["calls_results"]:
+            print("| %s | %s | %.2f | %.2f | %.2f | %.2f | %sx | %sx | %s | %d |" % (
+                r["function"], r["shape"].replace("|", "\\|"), r["legacy_median"], r["legacy_p95"],
+                r["native_median"], r["native_p95"],
+                "%.2f" % r["speedup_median"] if r["speedup_median"] else "-",
+                "%.2f" % r["speedup_p95"] if r["speedup_p95"] else "-",
+                "n/a" if r["answered"] is None else "%d/%d" % (r["answered"], r["answered_of"]),
+                r["differ"]))
+    if "pgbench" in out:
+        pb = out["pgbench"]
+        med = {k: statistics.median(v) if v else None for k, v in pb.items()}
+        print()
+        print("pgbench -S through pgshim (transaction mode), %d clients, %d s x %d rounds, "
+              "interleaved" % (a.pgbench_clients, a.pgbench_seconds, a.pgbench_rounds))
+        print()
+        print("| pgshim | TPS per round | median TPS |")
+        print("| --- | --- | ---: |")
+        for k in ("configured", "not configured"):
+            print("| interception %s | %s | %s |" % (
+                k, ", ".join("%.0f" % x for x in pb[k]), "%.0f" % med[k] if med[k] else "-"))
+        if med["configured"] and med["not configured"]:
+            ratio = med["configured"] / med["not configured"]
+            print("| ratio configured / not configured | | %.3f (%s 3%% target) |"
+                  % (ratio, "within" if abs(1 - ratio) <= 0.03 else "OUTSIDE"))
+            out["pgbench_ratio"] = ratio
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
