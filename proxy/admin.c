@@ -706,6 +706,8 @@ static void intercept_rows(res_t *r, const char *tenant)
         put_u64(r, st->native);
         put_u64(r, st->cache_hits);
         put_u64(r, st->cache_misses);
+        put_u64(r, st->cache_stores);
+        put_u64(r, st->cache_errors);
         put_u64(r, st->passed);
         put_u64(r, st->fallbacks);
         put_u64(r, st->shadow_compared);
@@ -723,7 +725,8 @@ static void show_intercepts(pgw_buf_t *b, const char *only)
     static const col_t cols[] = {
         {"tenant", OID_TEXT}, {"function", OID_TEXT}, {"family", OID_TEXT},
         {"mode", OID_TEXT}, {"ttl", OID_INT4}, {"calls", OID_INT8}, {"native", OID_INT8},
-        {"cache_hits", OID_INT8}, {"cache_misses", OID_INT8}, {"passed", OID_INT8},
+        {"cache_hits", OID_INT8}, {"cache_misses", OID_INT8}, {"cache_stores", OID_INT8},
+        {"cache_errors", OID_INT8}, {"passed", OID_INT8},
         {"fallbacks", OID_INT8}, {"shadow_compared", OID_INT8},
         {"shadow_mismatches", OID_INT8}, {"p50_us", OID_INT8}, {"p99_us", OID_INT8},
         {"mode_changed_at", OID_TEXT}, {"mode_changed_how", OID_TEXT},

@@ -11,6 +11,7 @@
 #include "px_admin.h"
 #include "px_config.h"
 #include "px_log.h"
+#include "px_cache.h"
 #include "px_native.h"
 
 #include <ctype.h>
@@ -473,8 +474,7 @@ static int handle_user(load_ctx_t *ctx, const char *name, const char *value)
  * ------------------------------------------------------------------------------------------- */
 
 /* Sections owned by other modules. [intercept] and [tenant.NAME] are handed to flags.c
- * (handle_flags below); TODO(redis engineer): [redis] is still skipped so a file written for
- * the full product loads. */
+ * (handle_flags below), [redis] to cachemode.c (handle_redis). */
 static bool foreign_section(const char *section)
 {
     return strcasecmp(section, "intercept") == 0 || strcasecmp(section, "redis") == 0 ||
@@ -506,6 +506,15 @@ static int handle_flags(load_ctx_t *ctx, const char *section, const char *name, 
     return 1;
 }
 
+/* [redis] belongs to the cache (cachemode.c). */
+static int handle_redis(load_ctx_t *ctx, const char *name, const char *value)
+{
+    char why[512];
+    if (px_redis_config_line(&ctx->cfg->redis, name, value, why, sizeof(why)) != 0)
+        return fail(ctx, "%s", why);
+    return 1;
+}
+
 static int ini_handler_cb(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx_t *ctx = user;
@@ -519,6 +528,8 @@ static int ini_handler_cb(void *user, const char *section, const char *name, con
         return handle_user(ctx, name, value);
     if (strcasecmp(section, "intercept") == 0 || strncasecmp(section, "tenant.", 7) == 0)
         return handle_flags(ctx, section, name, value);
+    if (strcasecmp(section, "redis") == 0)
+        return handle_redis(ctx, name, value);
     if (foreign_section(section))
         return 1;
     if (section[0] == '\0')
@@ -637,6 +648,7 @@ void px_config_free(px_config_t *cfg)
     for (size_t i = 0; i < NOPTIONS; i++)
         if (px_options[i].type == OPT_STR)
             free(*(char **)((char *)cfg + px_options[i].offset));
+    px_redis_conf_free(cfg->redis);
     while (cfg->databases != NULL) {
         px_db_conf_t *next = cfg->databases->next;
         db_free(cfg->databases);

@@ -10,6 +10,11 @@
  * (native.c) and replies RowDescription + body + ReadyForQuery('I'); off, ineligible or any
  * native failure passes the untouched Query bytes through the normal path; shadow passes it
  * through and also runs the native version to compare with PostgreSQL's reply.
+ * Cache mode (cachemode.c) first asks Redis, with the call waiting at the front like a native
+ * call: a hit replies the stored RowDescription + body (+ ParseComplete/BindComplete/... for a
+ * batch, built as for native answers); a miss runs it natively and stores the answer; any cache
+ * failure runs it natively. Every Query/Parse/Bind is also shown to cachemode.c, which remembers
+ * the legacy tables it writes and bumps their generations when the transaction ends.
  *
  * Ordering invariant: while a native call is running, the Query stays at the front of the
  * client's input buffer (the hook returns 0, so nothing behind it is consumed) and reading is
@@ -37,6 +42,7 @@
  * prefilter hit, settings statement or named Parse, so px_client_t stays as it is and
  * pass-through Queries pay a hash lookup, one scan for setting names and rw_prefilter.
  */
+#include "px_cache.h"
 #include "px_intercept.h"
 #include "px_log.h"
 #include "px_native.h"
@@ -78,6 +84,11 @@ typedef struct px_icpt_client {
         rw_template_t *t;
     } *stmts;                      /* named statements of legacy calls */
     size_t nstmts, capstmts;
+    /* cache mode (cachemode.c): the lookup in flight, then the key a native answer is stored
+       under; the call is kept here while the lookup runs */
+    px_cache_call_t *cc;
+    rw_call_t ccall;
+    uint32_t clen;                 /* bytes of the front message(s) the call answers */
 } px_icpt_client_t;
 
 static px_icpt_client_t *g_icpt_hash[ICPT_HASH_SIZE];
@@ -116,6 +127,7 @@ static px_icpt_client_t *icpt_get(px_client_t *c)
 
 void px_intercept_client_gone(px_client_t *c)
 {
+    px_cache_client_gone(c);
     px_icpt_client_t **p = &g_icpt_hash[icpt_slot(c)];
     for (; *p; p = &(*p)->next) {
         if ((*p)->c == c) {
@@ -123,6 +135,8 @@ void px_intercept_client_gone(px_client_t *c)
             *p = ic->next;
             px_native_abandon(ic->job);
             px_native_client_gone(c);
+            px_cache_call_free(ic->cc);
+            rw_call_clear(&ic->ccall);
             shadow_free(ic->shadow);
             stmt_forget_all(ic);
             free(ic->stmts);
@@ -231,17 +245,24 @@ static rw_reason_t eligibility(const px_client_t *c, const px_icpt_client_t *ic)
  * Replies
  * ------------------------------------------------------------------------------------------- */
 
-static bool send_simple_reply(px_client_t *c, rw_exec_t *ex)
+/* Also used for cache hits (stored describe + body). */
+static bool send_simple_raw(px_client_t *c, const uint8_t *d, size_t dlen, const uint8_t *body,
+                            size_t blen)
 {
-    const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
     pgw_buf_t b;
     pgw_buf_init(&b);
-    pgw_buf_append(&b, d->data, d->len);
-    pgw_buf_append(&b, body->data, body->len);
+    pgw_buf_append(&b, d, dlen);
+    pgw_buf_append(&b, body, blen);
     pgw_build_ready(&b, (uint8_t)'I');
     bool ok = !pgw_buf_failed(&b) && px_io_write(&c->io, b.data, b.len) == 0;
     pgw_buf_free(&b);
     return ok;
+}
+
+static bool send_simple_reply(px_client_t *c, rw_exec_t *ex)
+{
+    const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
+    return send_simple_raw(c, d->data, d->len, body->data, body->len);
 }
 
 /* Replies to Parse, Bind, [Describe], Execute, Sync. A call that fails in PostgreSQL too is
@@ -249,11 +270,11 @@ static bool send_simple_reply(px_client_t *c, rw_exec_t *ex)
    fn_men*bt NOTICE + 2F005 for an unknown mode): then PostgreSQL too completes Parse, Bind and
    Describe and raises the error at Execute. An error without a RowDescription is raised while
    planning, i.e. at Parse in this protocol, so the call falls back and PostgreSQL answers it. */
-static bool send_ext_reply(px_client_t *c, const px_icpt_client_t *ic, rw_exec_t *ex)
+static bool send_ext_raw(px_client_t *c, const px_icpt_client_t *ic, const uint8_t *d,
+                         size_t dlen, const uint8_t *body, size_t blen, bool failed)
 {
-    if (rw_exec_failed(ex) && rw_exec_describe(ex)->len == 0)
+    if (failed && dlen == 0)
         return false;
-    const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
     pgw_buf_t b;
     pgw_buf_init(&b);
     if (ic->ext_parse)
@@ -262,16 +283,36 @@ static bool send_ext_reply(px_client_t *c, const px_icpt_client_t *ic, rw_exec_t
     if (ic->ext_describe == 'S')
         pgw_build_param_description(&b, ic->ext_param_oids, ic->ext_nparams);
     if (ic->ext_describe != 0) {
-        if (d->len > 0)
-            pgw_buf_append(&b, d->data, d->len);
+        if (dlen > 0)
+            pgw_buf_append(&b, d, dlen);
         else
             pgw_build_no_data(&b);
     }
-    pgw_buf_append(&b, body->data, body->len);
+    pgw_buf_append(&b, body, blen);
     pgw_build_ready(&b, (uint8_t)'I');
     bool ok = !pgw_buf_failed(&b) && px_io_write(&c->io, b.data, b.len) == 0;
     pgw_buf_free(&b);
     return ok;
+}
+
+static bool send_ext_reply(px_client_t *c, const px_icpt_client_t *ic, rw_exec_t *ex)
+{
+    const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
+    return send_ext_raw(c, ic, d->data, d->len, body->data, body->len, rw_exec_failed(ex));
+}
+
+/* Cache mode: the native answer that was just sent is stored (cachemode.c decides whether it
+   still may be); the lookup handle is released either way. */
+static void cache_after_native(px_icpt_client_t *ic, rw_exec_t *ex, bool sent)
+{
+    if (ic->cc == NULL)
+        return;
+    if (sent) {
+        const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
+        px_cache_call_store(ic->cc, d->data, d->len, body->data, body->len);
+    }
+    px_cache_call_free(ic->cc);
+    ic->cc = NULL;
 }
 
 static uint64_t usec_since(uint64_t t0) { return (uv_hrtime() - t0) / 1000; }
@@ -298,6 +339,7 @@ static void simple_done_cb(void *arg, rw_exec_t *ex, rw_exec_status_t st, rw_rea
     ic->busy = false;
     px_icpt_stats_t *stats = px_stats_get(c->dbname, ic->fn);
     bool sent = st == RW_EXEC_DONE && (ic->ext ? send_ext_reply(c, ic, ex) : send_simple_reply(c, ex));
+    cache_after_native(ic, ex, sent);
     if (sent) {
         stats->native++;
         uint64_t us = usec_since(ic->t0);
@@ -356,6 +398,54 @@ static px_icpt_client_t *note_settings(px_client_t *c, px_icpt_client_t *ic, con
     return ic;
 }
 
+static ssize_t run_native(px_client_t *c, px_icpt_client_t *ic, px_icpt_stats_t *st,
+                          rw_call_t *call, uint32_t len, uint64_t t0);
+
+/* Cache mode: the lookup of the front call ended. A hit is answered from the stored messages;
+   a miss runs the call natively (and stores the answer); an error runs it natively, no store. */
+static void cache_lookup_done(void *arg, int status, const cache_result_t *res)
+{
+    px_icpt_client_t *ic = arg;
+    px_client_t *c = ic->c;
+    px_icpt_stats_t *st = px_stats_get(c->dbname, ic->fn);
+    ic->busy = false;
+    if (status == CACHE_HIT && res != NULL) {
+        bool sent = ic->ext ? send_ext_raw(c, ic, res->describe, res->describe_len, res->body,
+                                           res->body_len, res->failed)
+                            : send_simple_raw(c, res->describe, res->describe_len, res->body,
+                                              res->body_len);
+        if (sent) {
+            px_cache_call_free(ic->cc);
+            ic->cc = NULL;
+            rw_call_clear(&ic->ccall);
+            uint64_t us = usec_since(ic->t0);
+            px_stats_latency(st, us);
+            px_log_debug("C-%llu: %s answered from the cache in %llu us",
+                         (unsigned long long)c->id, rw_fn_name(ic->fn), (unsigned long long)us);
+            ic->skip_front = true;
+            px_client_resume(c);
+            return;
+        }
+    }
+    if (status != CACHE_MISS) {
+        px_cache_call_free(ic->cc);  /* nothing to store under */
+        ic->cc = NULL;
+    }
+    rw_call_t call = ic->ccall;
+    memset(&ic->ccall, 0, sizeof(ic->ccall));
+    ssize_t r = run_native(c, ic, st, &call, ic->clen, ic->t0);
+    if (r == 0)
+        return;  /* the native job runs; simple_done_cb resumes the client */
+    if (r > 0) {
+        ic->skip_front = true;
+    } else {
+        ic->pass_front = true;
+        if (ic->ext)
+            ic->pass_batch = true;
+    }
+    px_client_resume(c);
+}
+
 /* A recognised call at the front (a Query, or a batch of `len` bytes through its Sync): decides
    by mode and eligibility, then answers it natively, shadows it, or passes it through. Takes
    ownership of the call's contents. */
@@ -382,25 +472,53 @@ static ssize_t dispatch_call(px_client_t *c, px_icpt_client_t *ic, rw_call_t *ca
         rw_call_clear(call);
         return -1;
     }
-    /* native (and cache, answered natively until the cache engine takes over) */
+    ic->fn = fn;
+    ic->t0 = t0;
+    if (mode == PX_MODE_CACHE) {
+        /* The call waits in ic while Redis is asked; any cache failure answers natively now. */
+        int cst = 0;
+        rw_call_clear(&ic->ccall);
+        ic->ccall = *call;
+        memset(call, 0, sizeof(*call));
+        ic->cc = px_cache_call_start(c->dbname, &ic->ccall, cache_lookup_done, ic, &cst);
+        if (ic->cc != NULL) {
+            ic->clen = len;
+            ic->front_len = len;
+            ic->busy = true;
+            px_client_update_reading(c);
+            return 0;
+        }
+        *call = ic->ccall;
+        memset(&ic->ccall, 0, sizeof(ic->ccall));
+    }
+    return run_native(c, ic, st, call, len, t0);
+}
+
+/* Runs `call` natively (takes its contents) and answers it: returns len (answered at once), 0
+   (a native job runs; simple_done_cb finishes) or -1 (pass through; counted). */
+static ssize_t run_native(px_client_t *c, px_icpt_client_t *ic, px_icpt_stats_t *st,
+                          rw_call_t *call, uint32_t len, uint64_t t0)
+{
+    rw_fn_t fn = call->fn;
     rw_exec_t *ex = rw_exec_new(call);
     rw_call_clear(call);
     if (ex == NULL) {
+        cache_after_native(ic, NULL, false);
         count_fallback(st, RW_REASON_NOMEM);
         return -1;
     }
     px_native_job_t *job = NULL;
     rw_exec_status_t xs = RW_EXEC_FALLBACK;
     rw_reason_t reason = RW_REASON_NONE;
-    ic->fn = fn;
-    ic->t0 = t0;
     int rc = px_native_run(c->pool, fn, ex, simple_done_cb, ic, &job, &xs, &reason);
     if (rc < 0) {
+        cache_after_native(ic, NULL, false);
         count_fallback(st, reason);
         return -1;
     }
     if (rc == 1) {
         bool ok = xs == RW_EXEC_DONE && (ic->ext ? send_ext_reply(c, ic, ex) : send_simple_reply(c, ex));
+        cache_after_native(ic, ex, ok);
         if (!ok && xs == RW_EXEC_DONE)
             reason = rw_exec_failed(ex) ? RW_REASON_UNSUPPORTED : RW_REASON_NOMEM;
         rw_exec_free(ex);
@@ -722,6 +840,55 @@ static void note_bt_writes(px_client_t *c, const uint8_t *data, size_t len, cons
         px_native_note_write(c->pool, c);
 }
 
+/* Cache invalidation: the legacy tables a Query/Parse may write are remembered for the client
+   (cachemode.c bumps them when its transaction ends). A statement too long to buffer is judged
+   by the part that is here (any legacy-table word in it counts as a write of every table). */
+static void note_cache_writes(px_client_t *c, const uint8_t *data, size_t len,
+                              const pgw_frame_t *peek)
+{
+    if (peek->type == PGW_MSG_BIND) {
+        /* Only the statement name matters; it sits right after the portal name, so it is read
+           from the bytes already here (a long Bind streams through without being seen whole). */
+        size_t end = len < peek->total_len ? len : peek->total_len;
+        const uint8_t *portal = data + 5, *stop = data + end;
+        const uint8_t *z = portal < stop ? memchr(portal, 0, (size_t)(stop - portal)) : NULL;
+        const uint8_t *z2 = z != NULL && z + 1 < stop ? memchr(z + 1, 0, (size_t)(stop - z - 1)) : NULL;
+        if (z2 != NULL)
+            px_cache_note_bind(c, (const char *)z + 1, (size_t)(z2 - z - 1));
+        return;
+    }
+    if (peek->total_len > PX_ICPT_MAX_MSG || len < peek->total_len) {
+        if (peek->total_len > PX_ICPT_MAX_MSG) {
+            size_t have = (len < peek->total_len ? len : peek->total_len) - 5;
+            const char *p = (const char *)data + 5;
+            const char *z = peek->type == PGW_MSG_PARSE ? memchr(p, 0, have) : NULL;
+            if (z != NULL)  /* a long Parse: remember its name with the prefix's verdict */
+                px_cache_note_parse(c, p, (size_t)(z - p), z + 1, have - (size_t)(z - p) - 1, false);
+            else
+                px_cache_note_statement(c, p, have, false);
+        }
+        return;  /* a small one is seen again once complete */
+    }
+    pgw_frame_t f;
+    size_t need;
+    pgw_str_t sql;
+    if (pgw_frame_next(PGW_PHASE_NORMAL, PGW_F, data, len, &f, &need) < 0)
+        return;
+    if (f.type == PGW_MSG_QUERY) {
+        pgw_query_t q;
+        if (pgw_decode_query(&f, &q) != 0)
+            return;
+        sql = q.sql;
+    } else {
+        pgw_parse_t p;
+        if (pgw_decode_parse(&f, &p) != 0)
+            return;
+        px_cache_note_parse(c, p.name.ptr, p.name.len, p.sql.ptr, p.sql.len, true);
+        return;
+    }
+    px_cache_note_statement(c, sql.ptr, sql.len, true);
+}
+
 ssize_t px_intercept_client_data(px_client_t *c, const uint8_t *data, size_t len)
 {
     if (c->msg_left != 0 || c->pool == NULL)
@@ -742,6 +909,8 @@ ssize_t px_intercept_client_data(px_client_t *c, const uint8_t *data, size_t len
         return PX_ICPT_CONTINUE;  /* incomplete header or bad message: the normal path decides */
     if (px_native_butree_ttl_ms > 0 && (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE))
         note_bt_writes(c, data, len, &f);
+    if (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE || f.type == PGW_MSG_BIND)
+        note_cache_writes(c, data, len, &f);
     if (f.type == PGW_MSG_CLOSE) {
         size_t need;
         pgw_target_t tg;
@@ -1139,6 +1308,7 @@ static char *read_text_file(const char *path)
 
 void px_intercept_config_applied(const px_config_t *cfg)
 {
+    px_cache_config_applied(cfg->redis);
     px_native_max_conns = cfg->native_pool_size > 0 ? cfg->native_pool_size : 4;
     px_native_step_timeout_ms =
         cfg->native_query_timeout > 0 ? (uint64_t)(cfg->native_query_timeout * 1000.0) : 5000;

@@ -9,6 +9,7 @@
  * (bounded by shutdown_wait_timeout); SIGHUP reloads the ini and the auth file (a bad file keeps
  * the old configuration and logs FILE:LINE).
  */
+#include "px_cache.h"
 #include "px_admin.h"
 #include "px_listen.h"
 #include "px_log.h"
@@ -200,6 +201,7 @@ int main(int argc, char **argv)
     init_globals();
     px_loop = uv_default_loop();
     px_io_global_init(px_loop);
+    px_cache_start();  /* connect to Redis now, so the first cache-mode calls find it ready */
     setup_signals();
     if (px_listen_start() < 0) {
         px_listen_stop();

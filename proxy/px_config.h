@@ -104,6 +104,8 @@ typedef struct px_config {
     /* [intercept] and [tenant.NAME], parsed by flags.c (px_admin.h); handed to the flags at
        px_config_reload_apply, NULL afterwards or when the file has no such section */
     struct px_flagset *flags;
+    /* [redis] (cachemode.c, px_cache.h); NULL when the file has no such section */
+    struct px_redis_conf *redis;
 } px_config_t;
 
 /* The running configuration; NULL before the first successful load. */

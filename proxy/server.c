@@ -7,6 +7,7 @@
  * counts ReadyForQuery messages still owed for what the client sent, so a server is released
  * only at a true end of work; replies to pgshim's own queries (SET, reset) never reach a client.
  */
+#include "px_cache.h"
 #include "px_proxy.h"
 #include "px_log.h"
 #include "px_native.h"
@@ -695,6 +696,8 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
                 }
                 if (f.type == PGW_MSG_PARAMETER_STATUS) {
                     track_param(s, &f, true);
+                } else if (px_cache_hold_ready(c, st, s->pending > 1 ? (int)s->pending - 1 : 0)) {
+                    break;  /* a write committed: held until its cache invalidation lands */
                 } else {
                     s->last_status = st;
                     s->ready_since = uv_now(px_loop);

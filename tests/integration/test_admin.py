@@ -55,8 +55,9 @@ PGBOUNCER_COLUMNS = {
 PGSHIM_COLUMNS = {
     "TENANTS": ["tenant", "pools", "clients", "servers", "configured", "modes"],
     "INTERCEPTS": ["tenant", "function", "family", "mode", "ttl", "calls", "native",
-                   "cache_hits", "cache_misses", "passed", "fallbacks", "shadow_compared",
-                   "shadow_mismatches", "p50_us", "p99_us", "mode_changed_at",
+                   "cache_hits", "cache_misses", "cache_stores", "cache_errors", "passed",
+                   "fallbacks", "shadow_compared", "shadow_mismatches", "p50_us", "p99_us",
+                   "mode_changed_at",
                    "mode_changed_how"],
     "INTERCEPT CANDIDATES": ["tenant", "function", "mode", "calls", "eligible_calls",
                              "eligible", "last_reason"],

@@ -130,7 +130,8 @@ def _start_shim(pgenv, tmpdir, port, modes, redis=False):
     if key:
         extra[key] = os.path.join(proxyctl.REPO, "tests", "fixture", "caps_query.sql")
     if redis:
-        sections["redis"] = [("host", "127.0.0.1"), ("port", str(pgenv.redis_port))]
+        sections["redis"] = [("enabled", "1"), ("host", "127.0.0.1"),
+                             ("port", str(pgenv.redis_port))]
     env = dict(os.environ)
     env["PGSHIM_TEST_FLAGS"] = ",".join("%s:all:%s" % (t, m) for t, m in modes.items())
     p = proxyctl.Proxy("pgshim", proxyctl.find_pgshim_binary(), port, pgenv.pg_port,

@@ -1,0 +1,83 @@
+/*
+ * px_cache: pgshim's use of the Redis result cache (cache/) on the libuv loop: the [redis]
+ * configuration, the one cache client of the process (created lazily once the loop runs, ticked
+ * by a 10 ms timer), cache-mode calls (key from the recognised call, lookup, store after a native
+ * answer) and the write tracking that bumps table generations when a write commits.
+ *
+ * Invariants: no cache failure ever reaches a client (every negative result means "answer
+ * natively"); a client's recorded write set is bumped at every ReadyForQuery 'I' that follows it
+ * (a rollback over-invalidates, which is safe) and kept until no reply is outstanding, so a later
+ * pipelined write is never forgotten.
+ */
+#ifndef PGSHIM_PROXY_PX_CACHE_H
+#define PGSHIM_PROXY_PX_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "px_proxy.h"
+#include "rw.h"
+
+/* [redis] section as loaded; owned by its px_config_t (px_redis_conf_free). */
+typedef struct px_redis_conf {
+    cache_config_t cfg;      /* strings point into the fields below or static defaults */
+    char *host, *unix_path, *password, *key_prefix;
+} px_redis_conf_t;
+
+/* One `name = value` line of [redis] into *conf (allocated on first use). Returns 0, or -1 with
+   a message in why. */
+int px_redis_config_line(px_redis_conf_t **conf, const char *name, const char *value, char *why,
+                         size_t whylen);
+void px_redis_conf_free(px_redis_conf_t *conf);
+/* The configuration became the running one: the first [redis] seen is used (changes need a
+   restart, logged). */
+void px_cache_config_applied(const px_redis_conf_t *conf);
+
+/* The loop exists: creates the cache client (when [redis] enabled) so it connects now. */
+void px_cache_start(void);
+
+/* ------------------------------------------------------------------ cache-mode calls */
+
+typedef struct px_cache_call px_cache_call_t;
+
+/* Called once with CACHE_HIT (res valid during the callback only), CACHE_MISS (res NULL) or a
+   negative code (res NULL): answer natively. */
+typedef void (*px_cache_lookup_cb)(void *arg, int status, const cache_result_t *res);
+
+/* Builds the key of `call` for tenant and starts its lookup. Returns a handle (cb fires later,
+   exactly once unless px_cache_call_free cancels it), or NULL with *status < 0 (cache disabled,
+   tenant bypassed, Redis down, no memory): answer natively at once, cb never fires. */
+px_cache_call_t *px_cache_call_start(const char *tenant, const rw_call_t *call,
+                                     px_cache_lookup_cb cb, void *arg, int *status);
+/* Stores the native answer under the looked-up key with the tenant/function TTL (skipped by the
+   cache if a generation moved meanwhile). Counts the store in stats. */
+void px_cache_call_store(px_cache_call_t *cc, const uint8_t *describe, size_t dlen,
+                         const uint8_t *body, size_t blen);
+/* Frees the handle; a lookup still pending is cancelled (its callback will not fire). NULL ok. */
+void px_cache_call_free(px_cache_call_t *cc);
+
+/* ------------------------------------------------------------------ writes */
+
+/* A Query or Parse (sql, len bytes, NUL-terminated when complete; `whole` false when only a
+   prefix is known) is about to go to the server: remember the legacy tables it may write. */
+void px_cache_note_statement(px_client_t *c, const char *sql, size_t len, bool whole);
+/* A Parse (statement `name`, "" = unnamed) of sql (whole, or only a prefix) goes to the server: its write tables are
+   remembered for the statement too, so every later Bind of it counts as a write. */
+void px_cache_note_parse(px_client_t *c, const char *name, size_t namelen, const char *sql,
+                         size_t len, bool whole);
+/* A Bind of statement `name` goes to the server. */
+void px_cache_note_bind(px_client_t *c, const char *name, size_t namelen);
+/* The client's server sent ReadyForQuery with status st (pending_after replies still expected
+   after it). Returns true when it must not be forwarded yet: the client's writes ended and their
+   generation bump is in flight; the server's buffered input is processed again when the bump
+   ends (at most timeout_ms plus a tick later), and the same ReadyForQuery then goes through.
+   Must be asked before the ReadyForQuery changes any state. */
+bool px_cache_hold_ready(px_client_t *c, uint8_t st, int pending_after);
+/* The client is going away. */
+void px_cache_client_gone(px_client_t *c);
+/* Process exit. */
+void px_cache_shutdown(void);
+
+#endif
