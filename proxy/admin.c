@@ -712,6 +712,7 @@ static void intercept_rows(res_t *r, const char *tenant)
         put_u64(r, st->fallbacks);
         put_u64(r, st->shadow_compared);
         put_u64(r, st->shadow_mismatches);
+        put_u64(r, st->shadow_skipped);
         put_u64(r, px_stats_percentile(st, 50));
         put_u64(r, px_stats_percentile(st, 99));
         put_text(r, ts);
@@ -728,8 +729,8 @@ static void show_intercepts(pgw_buf_t *b, const char *only)
         {"cache_hits", OID_INT8}, {"cache_misses", OID_INT8}, {"cache_stores", OID_INT8},
         {"cache_errors", OID_INT8}, {"passed", OID_INT8},
         {"fallbacks", OID_INT8}, {"shadow_compared", OID_INT8},
-        {"shadow_mismatches", OID_INT8}, {"p50_us", OID_INT8}, {"p99_us", OID_INT8},
-        {"mode_changed_at", OID_TEXT}, {"mode_changed_how", OID_TEXT},
+        {"shadow_mismatches", OID_INT8}, {"shadow_skipped", OID_INT8}, {"p50_us", OID_INT8},
+        {"p99_us", OID_INT8}, {"mode_changed_at", OID_TEXT}, {"mode_changed_how", OID_TEXT},
     };
     res_t r;
     res_begin(&r, b, cols, (int)(sizeof(cols) / sizeof(cols[0])));

@@ -1193,11 +1193,15 @@ void px_intercept__shadow_start(px_client_t *c, const rw_call_t *call, rw_fn_t f
                                 const pgw_frame_t *query)
 {
     px_icpt_client_t *ic = icpt_find(c);
-    if (ic == NULL || ic->shadow != NULL)
+    px_icpt_stats_t *st = px_stats_get(c->dbname, fn);
+    if (ic == NULL || ic->shadow != NULL) {
+        st->shadow_skipped++;
         return;
+    }
     px_shadow_t *sh = calloc(1, sizeof(*sh));
     pgw_query_t q;
     if (sh == NULL || pgw_decode_query(query, &q) != 0) {
+        st->shadow_skipped++;
         free(sh);
         return;
     }
@@ -1208,6 +1212,7 @@ void px_intercept__shadow_start(px_client_t *c, const rw_call_t *call, rw_fn_t f
     pgw_buf_init(&sh->nat);
     rw_exec_t *ex = rw_exec_new(call);
     if (ex == NULL || sh->sql == NULL) {
+        st->shadow_skipped++;
         rw_exec_free(ex);
         shadow_free(sh);
         return;
@@ -1217,7 +1222,7 @@ void px_intercept__shadow_start(px_client_t *c, const rw_call_t *call, rw_fn_t f
     rw_reason_t reason = RW_REASON_NONE;
     int rc = px_native_run(c->pool, fn, ex, shadow_native_cb, sh, &sh->job, &xs, &reason);
     if (rc < 0) {
-        count_fallback(px_stats_get(c->dbname, fn), reason);
+        count_fallback(st, reason);
         ic->shadow = NULL;
         shadow_free(sh);
         return;

@@ -67,6 +67,8 @@ typedef struct px_icpt_stats {
     uint64_t fallbacks;              /* native attempted, then passed through */
     uint64_t by_reason[RW_REASON__COUNT];
     uint64_t shadow_compared, shadow_mismatches;
+    uint64_t shadow_skipped;         /* shadow calls not compared: another comparison of the same
+                                        client was still running, or it could not be started */
     uint64_t lat_hist[PX_LAT_BUCKETS];  /* latency of answers pgshim produced itself */
     uint64_t mode_changed_at;        /* unix ms of the last mode change */
     char mode_changed_how[32];       /* "config", "reload", "SET INTERCEPT" */

@@ -465,7 +465,7 @@ def _oneoff(proxies, pgenv, mode, pool_mode="session", **extra):
 def test_shadow_mode_zero_mismatches(proxies, pgenv, db):
     """Shadow: the client gets PostgreSQL's answer; the native one is compared in the
     background and no mismatch is logged."""
-    p = _oneoff(proxies, pgenv, "shadow")
+    p = _oneoff(proxies, pgenv, "shadow", admin_users="postgres")
     cases = make_cases(pgenv, db, per_fn=12, seed=21)
     direct = psycopg2.connect(pgenv.dsn(db))
     direct.autocommit = True
@@ -491,6 +491,11 @@ def test_shadow_mode_zero_mismatches(proxies, pgenv, db):
     assert "shadow mismatch" not in log, re.findall(r".*shadow mismatch.*", log)[:3]
     assert not uncompared, "%d of %d calls not compared, e.g. %r" % (
         len(uncompared), len(cases), uncompared[:3])
+    rows = _admin_rows(p, "SHOW INTERCEPTS %s" % db)
+    total = {k: sum(int(r[k]) for r in rows)
+             for k in ("calls", "shadow_compared", "shadow_skipped", "shadow_mismatches")}
+    assert total == {"calls": len(cases), "shadow_compared": len(cases), "shadow_skipped": 0,
+                     "shadow_mismatches": 0}, total
     direct.close()
     via.close()
 
