@@ -806,6 +806,29 @@ pass_batch:
     return pass(c, ic);
 }
 
+/* Frames a complete Query or Parse at data and points *sql at its statement text (and fills *parse
+   for a Parse, whose name the cache needs). 0 on success, -1 when it does not frame or decode. */
+static int statement_sql(const uint8_t *data, size_t len, pgw_str_t *sql, pgw_parse_t *parse,
+                         bool *is_parse)
+{
+    pgw_frame_t f;
+    size_t need;
+    if (pgw_frame_next(PGW_PHASE_NORMAL, PGW_F, data, len, &f, &need) < 0)
+        return -1;
+    *is_parse = f.type == PGW_MSG_PARSE;
+    if (!*is_parse) {
+        pgw_query_t q;
+        if (pgw_decode_query(&f, &q) != 0)
+            return -1;
+        *sql = q.sql;
+        return 0;
+    }
+    if (pgw_decode_parse(&f, parse) != 0)
+        return -1;
+    *sql = parse->sql;
+    return 0;
+}
+
 /* With the in-memory BU tree on, every statement that may write bt or typeassist makes its client
    a writer (px_native_note_write). A statement too long to look at counts as a write. */
 static void note_bt_writes(px_client_t *c, const uint8_t *data, size_t len, const pgw_frame_t *peek)
@@ -816,22 +839,11 @@ static void note_bt_writes(px_client_t *c, const uint8_t *data, size_t len, cons
     }
     if (len < peek->total_len)
         return;  /* seen again once complete */
-    pgw_frame_t f;
-    size_t need;
     pgw_str_t sql;
-    if (pgw_frame_next(PGW_PHASE_NORMAL, PGW_F, data, len, &f, &need) < 0)
+    pgw_parse_t p;
+    bool is_parse;
+    if (statement_sql(data, len, &sql, &p, &is_parse) != 0)
         return;
-    if (f.type == PGW_MSG_QUERY) {
-        pgw_query_t q;
-        if (pgw_decode_query(&f, &q) != 0)
-            return;
-        sql = q.sql;
-    } else {
-        pgw_parse_t p;
-        if (pgw_decode_parse(&f, &p) != 0)
-            return;
-        sql = p.sql;
-    }
     if (!rw_writes_prefilter(sql.ptr, sql.len))
         return;
     rw_tableset_t set = RW_TABLES_ALL;
@@ -869,24 +881,15 @@ static void note_cache_writes(px_client_t *c, const uint8_t *data, size_t len,
         }
         return;  /* a small one is seen again once complete */
     }
-    pgw_frame_t f;
-    size_t need;
     pgw_str_t sql;
-    if (pgw_frame_next(PGW_PHASE_NORMAL, PGW_F, data, len, &f, &need) < 0)
+    pgw_parse_t p;
+    bool is_parse;
+    if (statement_sql(data, len, &sql, &p, &is_parse) != 0)
         return;
-    if (f.type == PGW_MSG_QUERY) {
-        pgw_query_t q;
-        if (pgw_decode_query(&f, &q) != 0)
-            return;
-        sql = q.sql;
-    } else {
-        pgw_parse_t p;
-        if (pgw_decode_parse(&f, &p) != 0)
-            return;
-        px_cache_note_parse(c, p.name.ptr, p.name.len, p.sql.ptr, p.sql.len, true);
-        return;
-    }
-    px_cache_note_statement(c, sql.ptr, sql.len, true);
+    if (is_parse)
+        px_cache_note_parse(c, p.name.ptr, p.name.len, sql.ptr, sql.len, true);
+    else
+        px_cache_note_statement(c, sql.ptr, sql.len, true);
 }
 
 ssize_t px_intercept_client_data(px_client_t *c, const uint8_t *data, size_t len)

@@ -16,12 +16,7 @@
 #define MAX_LISTENERS 16
 
 typedef struct listener {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    px_stream_handle_t h;
     bool is_tcp;
     bool open;
 } listener_t;

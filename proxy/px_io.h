@@ -36,13 +36,16 @@ typedef struct px_io_ops {
     void (*on_closed)(px_io_t *io);
 } px_io_ops_t;
 
+/* One libuv handle that is a TCP socket or a Unix-domain pipe, seen as either type. */
+typedef union px_stream_handle {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} px_stream_handle_t;
+
 struct px_io {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    px_stream_handle_t h;
     const px_io_ops_t *ops;
     void *owner;
     bool is_tcp;

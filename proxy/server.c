@@ -42,12 +42,7 @@ typedef struct px_server_login {
 
 /* Address of the pool's server, kept on the pool's first resolution for CancelRequests. */
 typedef struct cancel_conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    px_stream_handle_t h;
     uv_connect_t connect_req;
     uv_write_t write_req;
     uint8_t packet[16];
