@@ -14,6 +14,7 @@
  * on g_admin_clients in state PX_CL_ADMIN.
  */
 #include "px_admin.h"
+#include "px_dbstats.h"
 #include "px_log.h"
 #include "px_proxy.h"
 
@@ -520,6 +521,8 @@ static void show_databases(pgw_buf_t *b)
     res_end(&r, "SHOW");
 }
 
+/* PgBouncer's SHOW STATS: one row per database pgshim has counted traffic for (a pool was
+   created for it), totals and the averages of the last complete stats_period. */
 static void show_stats(pgw_buf_t *b)
 {
     static const col_t cols[] = {
@@ -533,13 +536,51 @@ static void show_stats(pgw_buf_t *b)
     };
     res_t r;
     res_begin(&r, b, cols, (int)(sizeof(cols) / sizeof(cols[0])));
-    /* The pooler keeps no traffic counters yet: one row per database with zeros, so tools that
-       read the columns keep working. */
-    for (const px_db_conf_t *d = px_cfg->databases; d != NULL; d = d->next) {
+    for (const px_dbstats_t *d = px_dbstats_first(); d != NULL; d = d->next) {
+        const px_dbstats_vals_t *t = &d->total, *a = &d->avg;
         row_begin(&r);
-        put_text(&r, d->name);
-        for (int i = 0; i < 14; i++)
-            put_int(&r, 0);
+        put_text(&r, d->dbname);
+        put_u64(&r, t->xact_count);
+        put_u64(&r, t->query_count);
+        put_u64(&r, t->received);
+        put_u64(&r, t->sent);
+        put_u64(&r, t->xact_time);
+        put_u64(&r, t->query_time);
+        put_u64(&r, t->wait_time);
+        put_u64(&r, a->xact_count);
+        put_u64(&r, a->query_count);
+        put_u64(&r, a->received);
+        put_u64(&r, a->sent);
+        put_u64(&r, a->xact_time);
+        put_u64(&r, a->query_time);
+        put_u64(&r, a->wait_time);
+        row_end(&r);
+    }
+    res_end(&r, "SHOW");
+}
+
+/* SHOW STATS_TOTALS (averages == false) and SHOW STATS_AVERAGES: the two halves of SHOW STATS
+   with PgBouncer's shorter column names. */
+static void show_stats_part(pgw_buf_t *b, bool averages)
+{
+    static const col_t cols[] = {
+        {"database", OID_TEXT}, {"xact_count", OID_NUMERIC}, {"query_count", OID_NUMERIC},
+        {"bytes_received", OID_NUMERIC}, {"bytes_sent", OID_NUMERIC},
+        {"xact_time", OID_NUMERIC}, {"query_time", OID_NUMERIC}, {"wait_time", OID_NUMERIC},
+    };
+    res_t r;
+    res_begin(&r, b, cols, (int)(sizeof(cols) / sizeof(cols[0])));
+    for (const px_dbstats_t *d = px_dbstats_first(); d != NULL; d = d->next) {
+        const px_dbstats_vals_t *v = averages ? &d->avg : &d->total;
+        row_begin(&r);
+        put_text(&r, d->dbname);
+        put_u64(&r, v->xact_count);
+        put_u64(&r, v->query_count);
+        put_u64(&r, v->received);
+        put_u64(&r, v->sent);
+        put_u64(&r, v->xact_time);
+        put_u64(&r, v->query_time);
+        put_u64(&r, v->wait_time);
         row_end(&r);
     }
     res_end(&r, "SHOW");
@@ -863,9 +904,10 @@ static void send_error(pgw_buf_t *b, const char *sqlstate, const char *msg, cons
 }
 
 #define HELP_HINT                                                                              \
-    "commands: SHOW {POOLS|CLIENTS|SERVERS|DATABASES|STATS|CONFIG|VERSION|TENANTS|INTERCEPTS "  \
-    "[tenant]|INTERCEPT CANDIDATES}, SET INTERCEPT tenant {function|family|ALL} "               \
-    "{off|native|cache|shadow}, SAVE, RELOAD, PAUSE [db], RESUME [db], SHUTDOWN"
+    "commands: SHOW {POOLS|CLIENTS|SERVERS|DATABASES|STATS|STATS_TOTALS|STATS_AVERAGES|"        \
+    "CONFIG|VERSION|TENANTS|INTERCEPTS [tenant]|INTERCEPT CANDIDATES}, "                       \
+    "SET INTERCEPT tenant {function|family|ALL} {off|native|cache|shadow}, SAVE, RELOAD, "     \
+    "PAUSE [db], RESUME [db], SHUTDOWN"
 
 /* 42601 with a message; the list of commands is added as a hint only where the operator
    probably does not know the command set (an unknown command or SHOW subject). */
@@ -901,6 +943,10 @@ static void do_show(px_client_t *c, const cmd_t *cmd, pgw_buf_t *b)
             show_databases(b);
         else if (strcasecmp(what, "STATS") == 0)
             show_stats(b);
+        else if (strcasecmp(what, "STATS_TOTALS") == 0)
+            show_stats_part(b, false);
+        else if (strcasecmp(what, "STATS_AVERAGES") == 0)
+            show_stats_part(b, true);
         else if (strcasecmp(what, "CONFIG") == 0)
             show_config(b);
         else if (strcasecmp(what, "VERSION") == 0)

@@ -11,6 +11,7 @@
  */
 #include "px_proxy.h"
 #include "px_admin.h"
+#include "px_dbstats.h"
 #include "px_log.h"
 #include "px_native.h"
 
@@ -60,6 +61,8 @@ static px_list_t *client_list(px_client_t *c, px_client_state_t st)
 
 void px_client_set_state(px_client_t *c, px_client_state_t st)
 {
+    if (c->state == PX_CL_WAITING && st != PX_CL_WAITING && c->pool != NULL)
+        c->pool->stats->total.wait_time += (uv_now(px_loop) - c->state_since) * 1000u;
     px_list_del(&c->node);
     c->state = st;
     c->state_since = uv_now(px_loop);
@@ -509,6 +512,12 @@ static void note_forwarded_message(px_server_t *s, pgw_msg_t type)
 {
     if (s->pending == 0)
         s->work_since = uv_now(px_loop);
+    if (s->pending == 0 && !s->unsynced) {
+        /* The first message of a query (SHOW STATS); a transaction starts with its first. */
+        s->query_since_us = px_dbstats_now_us();
+        if (s->xact_since_us == 0)
+            s->xact_since_us = s->query_since_us;
+    }
     switch (type) {
     case PGW_MSG_QUERY:
     case PGW_MSG_FUNCTION_CALL:
@@ -610,11 +619,11 @@ static ssize_t client_on_data(px_io_t *io, const uint8_t *data, size_t len)
         return client_auth_data(c, data, len);
     case PX_CL_ACTIVE: {
         ssize_t r = px_intercept_client_data(c, data, len);
-        if (r != PX_ICPT_CONTINUE)
-            return r;
-        if (c->server == NULL)
-            return client_idle_data(c, data, len);
-        return client_forward_data(c, data, len);
+        if (r == PX_ICPT_CONTINUE)
+            r = c->server == NULL ? client_idle_data(c, data, len) : client_forward_data(c, data, len);
+        if (r > 0 && c->state != PX_CL_CLOSING)
+            c->pool->stats->total.received += (uint64_t)r;
+        return r;
     }
     case PX_CL_WAIT_LOGIN:
     case PX_CL_WAITING:

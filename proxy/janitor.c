@@ -8,6 +8,7 @@
  * enforced with up to one second of slack.
  */
 #include "px_admin.h"
+#include "px_dbstats.h"
 #include "px_log.h"
 #include "px_proxy.h"
 
@@ -152,6 +153,7 @@ static void janitor_cb(uv_timer_t *t)
     {
         sweep_pool(px_container_of(it, px_pool_t, node), now);
     }
+    px_dbstats_tick();
 }
 
 void px_janitor_start(void)

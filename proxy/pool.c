@@ -14,6 +14,7 @@
  */
 #include "px_proxy.h"
 #include "px_admin.h"
+#include "px_dbstats.h"
 #include "px_log.h"
 
 #include <stdio.h>
@@ -191,6 +192,7 @@ static px_pool_t *pool_create(const px_db_conf_t *db, const char *dbname, const 
         return NULL;  /* leaked on purpose: only under memory exhaustion */
     }
     (void)pool_apply_conf(p, db);
+    p->stats = px_dbstats_get(dbname);
     if (p->server_db == NULL || p->server_user == NULL) {
         px_log_error("out of memory creating pool");
         return NULL;

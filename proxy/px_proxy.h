@@ -110,6 +110,8 @@ struct px_server {
     uint64_t state_since;       /* uv_now() at the last state change (timeouts) */
     uint64_t created_at;        /* server_lifetime */
     uint64_t work_since;        /* pending went from 0 to 1 (query_timeout) */
+    uint64_t query_since_us;    /* SHOW STATS: start of the query now running (px_dbstats.h) */
+    uint64_t xact_since_us;     /* SHOW STATS: start of the transaction now running, 0 = none */
     uint64_t ready_since;       /* last ReadyForQuery (idle_transaction_timeout) */
     uint64_t checked_at;        /* login, reset or server_check_query last succeeded */
     bool checking;              /* PX_SV_USED is running server_check_query, not a reset */
@@ -141,6 +143,7 @@ struct px_server {
 struct px_pool {
     px_list_t node;             /* g_pools */
     char *dbname;               /* database name the clients use */
+    struct px_dbstats *stats;   /* SHOW STATS counters of dbname (process lifetime) */
     char *user;                 /* client user */
     /* copied from the [databases] entry at creation so a reload cannot pull it away */
     char *host;

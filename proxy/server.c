@@ -8,6 +8,7 @@
  * only at a true end of work; replies to pgshim's own queries (SET, reset) never reach a client.
  */
 #include "px_cache.h"
+#include "px_dbstats.h"
 #include "px_proxy.h"
 #include "px_log.h"
 #include "px_native.h"
@@ -664,6 +665,24 @@ static void note_copy_in(px_server_t *s)
 
 /* Linked to a client: messages stream through; ReadyForQuery and ParameterStatus are read whole
  * (they are small) to track the transaction status and the session settings. */
+/* SHOW STATS: a ReadyForQuery reached the client; it ends a query, and with status idle a
+   transaction (px_dbstats.h). */
+static void count_ready(px_server_t *s, uint8_t st)
+{
+    px_dbstats_t *ds = s->pool->stats;
+    uint64_t now = px_dbstats_now_us();
+    ds->total.query_count++;
+    if (s->query_since_us != 0)
+        ds->total.query_time += now - s->query_since_us;
+    s->query_since_us = s->pending > 0 ? now : 0;
+    if (st == (uint8_t)'I') {
+        ds->total.xact_count++;
+        if (s->xact_since_us != 0)
+            ds->total.xact_time += now - s->xact_since_us;
+        s->xact_since_us = 0;
+    }
+}
+
 static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t len)
 {
     px_client_t *c = s->client;
@@ -699,6 +718,7 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
                     if (s->pending > 0)
                         s->pending--;
                     ended = s->pending == 0;
+                    count_ready(s, st);
                 }
             }
             if (f.type == PGW_MSG_COPY_IN_RESPONSE)
@@ -715,6 +735,7 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
         px_client_fatal(c, "53200", "out of memory");
         return (ssize_t)off;
     }
+    s->pool->stats->total.sent += off;
     if (ended)
         px_pool_maybe_release(s);
     else if (px_io_queued(&c->io) > px_io_high_water)

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import psycopg2
@@ -22,7 +23,7 @@ import pytest
 
 import proxyctl
 import pgwire
-from conftest import is_pgbouncer
+from conftest import TEST_DB, is_pgbouncer
 
 pytestmark = pytest.mark.skipif(is_pgbouncer(), reason="pgshim's admin console")
 
@@ -47,6 +48,10 @@ PGBOUNCER_COLUMNS = {
               "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
               "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time",
               "avg_query_time", "avg_wait_time"],
+    "STATS_TOTALS": ["database", "xact_count", "query_count", "bytes_received", "bytes_sent",
+                     "xact_time", "query_time", "wait_time"],
+    "STATS_AVERAGES": ["database", "xact_count", "query_count", "bytes_received", "bytes_sent",
+                       "xact_time", "query_time", "wait_time"],
     "CONFIG": ["key", "value", "default", "changeable"],
     "VERSION": ["version"],
 }
@@ -464,3 +469,66 @@ def test_bad_tenant_config_fails_start_with_file_line(tmp_path, section, line, w
         assert r.returncode != 0, args
         assert "%s:%d:" % (ini, lineno) in r.stderr, r.stderr
         assert why in r.stderr, r.stderr
+
+
+def _stats(conn, what="STATS_TOTALS"):
+    cols, rows, _ = _q(conn, "SHOW %s" % what)
+    return {r[0]: dict(zip(cols, (int(x) if i else x for i, x in enumerate(r)))) for r in rows}
+
+
+def test_show_stats_counts_queries_transactions_bytes_and_waits(proxies, testdb):
+    """SHOW STATS/STATS_TOTALS count what went through: 10 autocommit statements are 10
+    queries and 10 transactions, BEGIN; SELECT; COMMIT is 3 queries and 1 transaction, bytes
+    both ways grow, and a client queued behind a busy pool_size=1 pool adds its wait."""
+    p = proxies.start_oneoff(pool_mode="transaction", pool_size=1,
+                             extra={"admin_users": "postgres", "stats_period": "1"})
+    admin = _console(p)
+    before = _stats(admin).get(TEST_DB)
+    assert before is None or before["query_count"] == 0
+    app = psycopg2.connect(p.dsn(TEST_DB))
+    app.autocommit = True
+    with app.cursor() as cur:
+        for i in range(10):
+            cur.execute("SELECT %s", (i,))
+    mid = _stats(admin)[TEST_DB]
+    assert mid["query_count"] == 10 and mid["xact_count"] == 10, mid
+    assert mid["bytes_received"] > 10 * len("SELECT 0") and mid["bytes_sent"] > 0, mid
+    assert mid["query_time"] > 0 and mid["xact_time"] >= mid["query_time"], mid
+    with app.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+        cur.execute("COMMIT")
+    after = _stats(admin)[TEST_DB]
+    assert after["query_count"] == 13 and after["xact_count"] == 11, after
+    # pool_size = 1: a second client waits while the first holds a transaction for 0.5 s.
+    other = psycopg2.connect(p.dsn(TEST_DB))
+    other.autocommit = True
+    with app.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+        done = []
+        t = threading.Thread(target=lambda: (other.cursor().execute("SELECT 2"), done.append(1)))
+        t.start()
+        time.sleep(0.5)
+        cur.execute("COMMIT")
+        t.join(10)
+    assert done == [1]
+    waited = _stats(admin)[TEST_DB]
+    assert waited["wait_time"] >= 300000, waited
+    full = _stats(admin, "STATS")[TEST_DB]
+    assert full["total_query_count"] == waited["query_count"]
+    assert full["total_wait_time"] == waited["wait_time"]
+    # stats_period = 1: the averages follow within a couple of janitor ticks.
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        avg = _stats(admin, "STATS_AVERAGES").get(TEST_DB)
+        if avg and avg["query_count"] > 0:
+            break
+        with app.cursor() as cur:
+            cur.execute("SELECT 1")
+        time.sleep(0.3)
+    assert avg and avg["query_count"] > 0 and avg["query_time"] > 0, avg
+    assert re.search(r"stats: %s: \d+ xacts/s, \d+ queries/s" % TEST_DB, p.log_text()), p.log_tail()
+    app.close()
+    other.close()
+    admin.close()
