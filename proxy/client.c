@@ -617,7 +617,6 @@ static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t l
             /* The interception hook must see each possible legacy call at the front. */
             if (off > 0 && px_intercept_stop_before(c, f.type))
                 break;
-            px_intercept_note_forward(c);
             if (c->ps_on && ps_looks_at(f.type)) {
                 if (!write_run(c, s, data + run, off - run))
                     return -1;
@@ -627,7 +626,8 @@ static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t l
                 if (r == PX_PS_CLOSED)
                     return -1;
                 if (r == PX_PS_NEEDMORE)
-                    break;
+                    break;  /* the hook sees the message again, whole, before it goes */
+                px_intercept_note_forward(c);
                 if (r > 0) {
                     off += (size_t)r;
                     run = off;
@@ -635,6 +635,7 @@ static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t l
                     continue;
                 }
             }
+            px_intercept_note_forward(c);
             note_forwarded_message(s, f.type);
             if (c->ps_on)
                 px_ps_note_forward(s, f.type, !s->copy_in);
