@@ -1064,6 +1064,17 @@ void px_ps_note_forward(px_server_t *s, pgw_msg_t type, bool counted_sync)
  * Server replies
  * ------------------------------------------------------------------------------------------- */
 
+bool px_ps_fake_due(const px_server_t *s)
+{
+    return s->ps != NULL && s->ps->qn > 0 && is_fake(s->ps->q[s->ps->qhead].kind);
+}
+
+bool px_ps_swallows_next(const px_server_t *s)
+{
+    return s->ps != NULL && s->ps->qn > 0 &&
+           (s->ps->q[s->ps->qhead].flags & (F_SWALLOW | F_ERR_REPLACE)) != 0;
+}
+
 bool px_ps_emit_fakes(px_server_t *s)
 {
     px_ps_server_t *p = s->ps;

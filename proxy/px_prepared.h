@@ -98,6 +98,11 @@ void px_ps_client_free(px_client_t *c);
  */
 int px_ps_server_msg(px_server_t *s, pgw_msg_t type);
 
+/* True when the head of the FIFO is an answer pgshim makes up (px_ps_emit_fakes is due). */
+bool px_ps_fake_due(const px_server_t *s);
+/* True when the next non-async reply from the server answers one of pgshim's own messages. */
+bool px_ps_swallows_next(const px_server_t *s);
+
 /* At a server message boundary: writes the fakes at the head of the FIFO to the client. Returns
    true when one of them was a ReadyForQuery (the server may be releasable). */
 bool px_ps_emit_fakes(px_server_t *s);

@@ -680,9 +680,9 @@ static bool relay_run(px_client_t *c, const uint8_t *data, size_t n)
 
 /* Linked to a client: messages stream through; ReadyForQuery and ParameterStatus are read whole
  * (they are small) to track the transaction status and the session settings. With prepared-
- * statement tracking (c->ps_on) every message is matched against the server's reply FIFO: bytes
- * go out in runs that end at each message boundary, replies to pgshim's own messages are
- * skipped, and answers pgshim made up are written in their place in the stream. */
+ * statement tracking (c->ps_on) every message is matched against the server's reply FIFO: a run
+ * of bytes is cut where a reply to pgshim's own message is skipped or where an answer pgshim
+ * made up is written in its place in the stream. */
 static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t len)
 {
     px_client_t *c = s->client;
@@ -692,7 +692,7 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
     while (off < len && !ended) {
         if (s->msg_left == 0) {
             pgw_frame_t f;
-            if (ps) {
+            if (ps && px_ps_fake_due(s)) {
                 if (!relay_run(c, data + run, off - run))
                     return (ssize_t)off;
                 run = off;
@@ -730,6 +730,13 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
                 }
             }
             if (ps) {
+                /* An error may be replaced (written by px_ps_server_msg), a reply may be
+                 * skipped: either way what came before goes out first. */
+                if (f.type == PGW_MSG_ERROR_RESPONSE || px_ps_swallows_next(s)) {
+                    if (!relay_run(c, data + run, off - run))
+                        return (ssize_t)off;
+                    run = off;
+                }
                 int act = px_ps_server_msg(s, f.type);
                 if (act < 0) {
                     px_server_close(s, "prepared statement replies out of step");
