@@ -7,7 +7,10 @@
  * boundaries are tracked with pgw_frame_peek() so that only headers are inspected, and bytes are
  * forwarded as they arrive (msg_left counts the rest of a message being streamed). A client's
  * bytes are consumed only when they can go somewhere: while it waits for a server they stay in
- * its input buffer and reading is paused.
+ * its input buffer and reading is paused. With named prepared statements tracked (c->ps_on,
+ * prepared.c) Parse/Bind/Describe/Close/Query go through px_ps_client_msg, which may rewrite,
+ * answer or complete them; every other message is forwarded unchanged and queued on the server's
+ * reply FIFO.
  */
 #include "px_proxy.h"
 #include "px_admin.h"

@@ -144,8 +144,6 @@ static void stmt_unref(ps_stmt_t *st)
     free(st);
 }
 
-size_t px_ps_registry_count(void) { return g_reg_n; }
-
 /* ---------------------------------------------------------------------------------------------
  * Client map: client statement name -> registry entry
  * ------------------------------------------------------------------------------------------- */

@@ -116,7 +116,4 @@ void px_ps_server_internal_query(px_server_t *s, const char *sql);
 /* The server connection is going away: its set and FIFO die with it. */
 void px_ps_server_free(px_server_t *s);
 
-/* Statements in the registry (for logs and tests of the module). */
-size_t px_ps_registry_count(void);
-
 #endif
