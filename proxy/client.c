@@ -7,13 +7,17 @@
  * boundaries are tracked with pgw_frame_peek() so that only headers are inspected, and bytes are
  * forwarded as they arrive (msg_left counts the rest of a message being streamed). A client's
  * bytes are consumed only when they can go somewhere: while it waits for a server they stay in
- * its input buffer and reading is paused.
+ * its input buffer and reading is paused. With named prepared statements tracked (c->ps_on,
+ * prepared.c) Parse/Bind/Describe/Close/Query go through px_ps_client_msg, which may rewrite,
+ * answer or complete them; every other message is forwarded unchanged and queued on the server's
+ * reply FIFO.
  */
 #include "px_proxy.h"
 #include "px_admin.h"
 #include "px_dbstats.h"
 #include "px_log.h"
 #include "px_native.h"
+#include "px_prepared.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -274,6 +278,7 @@ static void client_on_closed(px_io_t *io)
     px_io_release(&c->io);
     px_vars_free(&c->vars);
     px_vars_free(&c->startup_vars);
+    px_ps_client_free(c);
     free(c->scram);
     free(c->user);
     free(c->dbname);
@@ -469,6 +474,9 @@ void px_client_welcome(px_client_t *c)
         return;
     }
     pgw_buf_free(&b);
+    /* Decided once: a reload that changes the option or the pool mode applies to new clients,
+     * so a client's statement names never change meaning under it. */
+    c->ps_on = px_ps_enabled_for(c);
     if (px_cfg->log_connections)
         px_log_info("C-%llu: %s/%s@%s login successful", (unsigned long long)c->id, c->dbname,
                     c->user, c->addr);
@@ -498,6 +506,18 @@ static ssize_t client_idle_data(px_client_t *c, const uint8_t *data, size_t len)
             return 0;
         px_client_close(c, "client close request");
         return -1;
+    }
+    if (c->ps_on && f.type == PGW_MSG_QUERY) {
+        /* DEALLOCATE of a tracked name needs no server. */
+        ssize_t r = px_ps_client_idle_query(c, &f, data, len);
+        if (r == PX_PS_NEEDMORE)
+            return 0;
+        if (r == PX_PS_CLOSED)
+            return -1;
+        if (r > 0) {
+            px_intercept_note_forward(c);
+            return r;
+        }
     }
     px_pool_request(c);
     /* The pool may have linked a server at once; forward now rather than wait for more input. */
@@ -553,13 +573,33 @@ static void note_forwarded_message(px_server_t *s, pgw_msg_t type)
     }
 }
 
-/* Linked to a server: stream messages through, stopping at a Terminate. */
+void px_client__note_forwarded(px_server_t *s, pgw_msg_t type) { note_forwarded_message(s, type); }
+
+/* Writes the client's bytes [0, n) of a run to its server. */
+static bool write_run(px_client_t *c, px_server_t *s, const uint8_t *data, size_t n)
+{
+    if (n > 0 && px_io_write(&s->io, data, n) < 0) {
+        px_client_fatal(c, "53200", "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* Messages whose names the prepared-statement layer may rewrite or answer. */
+static bool ps_looks_at(pgw_msg_t type)
+{
+    return type == PGW_MSG_PARSE || type == PGW_MSG_BIND || type == PGW_MSG_DESCRIBE ||
+           type == PGW_MSG_CLOSE || type == PGW_MSG_QUERY;
+}
+
+/* Linked to a server: stream messages through, stopping at a Terminate. Bytes go out in runs;
+ * with prepared-statement tracking on, a run ends before each message that layer handles. */
 static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t len)
 {
     px_server_t *s = c->server;
     if (s->setting_vars || s->state != PX_SV_ACTIVE)
         return 0;
-    size_t off = 0;
+    size_t off = 0, run = 0;
     while (off < len) {
         if (c->msg_left == 0) {
             pgw_frame_t f;
@@ -581,27 +621,51 @@ static ssize_t client_forward_data(px_client_t *c, const uint8_t *data, size_t l
                 if (len - off < f.total_len)
                     break;
                 /* Forward what came before, then leave: the server stays with the pool. */
-                if (off > 0 && px_io_write(&s->io, data, off) < 0) {
-                    px_client_fatal(c, "53200", "out of memory");
+                if (!write_run(c, s, data + run, off - run))
                     return -1;
-                }
                 px_client_close(c, "client close request");
                 return -1;
             }
             /* The interception hook must see each possible legacy call at the front. */
             if (off > 0 && px_intercept_stop_before(c, f.type))
                 break;
+            if (c->ps_on && ps_looks_at(f.type)) {
+                if (!write_run(c, s, data + run, off - run))
+                    return -1;
+                run = off;
+                uint32_t rest = 0;
+                ssize_t r = px_ps_client_msg(c, &f, data + off, len - off, &rest);
+                if (r == PX_PS_CLOSED)
+                    return -1;
+                if (r == PX_PS_NEEDMORE)
+                    break;  /* the hook sees the message again, whole, before it goes */
+                px_intercept_note_forward(c);
+                if (r > 0) {
+                    off += (size_t)r;
+                    run = off;
+                    c->msg_left = rest;
+                    continue;
+                }
+            }
             px_intercept_note_forward(c);
             note_forwarded_message(s, f.type);
+            if (c->ps_on)
+                px_ps_note_forward(s, f.type, !s->copy_in);
+            if (s->state == PX_SV_CLOSING)
+                return -1;
             c->msg_left = f.total_len;
         }
         size_t n = len - off < c->msg_left ? len - off : c->msg_left;
         c->msg_left -= (uint32_t)n;
         off += n;
     }
-    if (off > 0 && px_io_write(&s->io, data, off) < 0) {
-        px_client_fatal(c, "53200", "out of memory");
+    if (!write_run(c, s, data + run, off - run))
         return -1;
+    /* Everything consumed and pgshim answered the last of it itself (a DEALLOCATE, say): no
+     * ReadyForQuery will come from the server to release it, so release it here. */
+    if (c->ps_on && off == len && c->server == s && c->msg_left == 0 && px_server_is_clean(s)) {
+        px_pool_release_idle(s);
+        return (ssize_t)off;
     }
     if (px_io_queued(&s->io) > px_io_high_water)
         px_client_update_reading(c);

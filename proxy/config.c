@@ -78,7 +78,7 @@ static const px_option_t px_options[] = {
     {"max_client_conn", OPT_INT, OFF(max_client_conn), "100", 1, 1000000, NULL, true, NULL},
     {"max_db_connections", OPT_INT, OFF(max_db_connections), "0", 0, 1000000, NULL, true, NULL},
     {"max_user_connections", OPT_INT, OFF(max_user_connections), "0", 0, 1000000, NULL, true, NULL},
-    {"max_prepared_statements", OPT_INT, OFF(max_prepared_statements), "0", 0, 1000000, NULL, true, NULL},
+    {"max_prepared_statements", OPT_INT, OFF(max_prepared_statements), "200", 0, 1000000, NULL, true, NULL},
     {"server_reset_query", OPT_STR, OFF(server_reset_query), "DISCARD ALL", 0, 0, NULL, true, NULL},
     {"server_reset_query_always", OPT_BOOL, OFF(server_reset_query_always), "0", 0, 1, NULL, true, NULL},
     {"server_check_query", OPT_STR, OFF(server_check_query), "select 1", 0, 0, NULL, true, NULL},

@@ -405,6 +405,7 @@ static void link_pair(px_client_t *c, px_server_t *s)
     s->syncs_since_exec = 0;
     s->ready_since = uv_now(px_loop);
     s->msg_left = 0;
+    s->ps_swallowing = false;
     c->msg_left = 0;
     px_server_set_state(s, PX_SV_ACTIVE);
     char *sql = build_var_sync(s, c);
@@ -519,6 +520,15 @@ void px_pool_maybe_release(px_server_t *s)
     if (s->pool->pool_mode != PX_POOL_TRANSACTION || c == NULL)
         return;
     if (!px_server_is_clean(s) || c->io.rlen > 0)
+        return;
+    return_server(s, px_cfg->server_reset_query_always);
+    px_client_update_reading(c);
+}
+
+void px_pool_release_idle(px_server_t *s)
+{
+    px_client_t *c = s->client;
+    if (s->pool->pool_mode != PX_POOL_TRANSACTION || c == NULL || !px_server_is_clean(s))
         return;
     return_server(s, px_cfg->server_reset_query_always);
     px_client_update_reading(c);

@@ -8,7 +8,8 @@
  *  - c->server == s iff s->client == c; a linked pair is in PX_CL_ACTIVE / PX_SV_ACTIVE.
  *  - A server is handed to a client only when its last ReadyForQuery said 'I', nothing is in
  *    flight (pending == 0, unsynced == false) and no message is half-forwarded in either
- *    direction. Anything else closes the server.
+ *    direction, and nothing is owed on its prepared-statement FIFO (px_prepared.h). Anything
+ *    else closes the server.
  *  - Objects are freed only from their uv_close callback (state PX_*_CLOSING until then).
  */
 #ifndef PGSHIM_PROXY_PX_PROXY_H
@@ -91,6 +92,9 @@ struct px_client {
     bool startup_done;
     /* forwarding */
     uint32_t msg_left;          /* bytes of the current message still to forward */
+    /* named prepared statements in transaction mode (prepared.c): decided at login */
+    bool ps_on;
+    struct px_ps_client *ps;    /* client name -> statement; NULL until the first one */
     bool cancel_only;           /* connection was a CancelRequest */
     const char *close_reason;
 };
@@ -129,6 +133,9 @@ struct px_server {
     bool set_vars[PX_VAR__COUNT];
     bool internal_error;        /* an ErrorResponse came back to pgshim's own query */
     uint32_t msg_left;          /* bytes of the current message still to forward */
+    /* prepared.c: statements prepared here and the FIFO of replies owed; NULL until used */
+    struct px_ps_server *ps;
+    bool ps_swallowing;         /* the message being relayed is a reply to pgshim's own message */
     px_vars_t vars;             /* the server session's reported settings */
     /* login */
     uv_connect_t connect_req;
@@ -190,6 +197,9 @@ void px_client_fatal(px_client_t *c, const char *sqlstate, const char *fmt, ...)
 void px_client_close(px_client_t *c, const char *reason);
 /* Sends AuthenticationOk (unless sent), the welcome parameters, BackendKeyData, ReadyForQuery. */
 void px_client_welcome(px_client_t *c);
+/* Pending/unsynced accounting for a message pgshim wrote to the client's server itself
+ * (prepared.c), as for one forwarded from the client. */
+void px_client__note_forwarded(px_server_t *s, pgw_msg_t type);
 /* Called when a server was linked and is ready for the client's bytes. */
 void px_client_resume(px_client_t *c);
 /* Re-evaluates whether the client's socket should be read. */
@@ -254,6 +264,9 @@ void px_pool_request(px_client_t *c);
 void px_pool_server_ready(px_server_t *s);
 /* Server's transaction ended: return it to the pool when the client has nothing pending. */
 void px_pool_maybe_release(px_server_t *s);
+/* Like px_pool_maybe_release, for a caller that knows the client's input is all consumed even
+ * though it is still inside the client's read callback (pgshim answered the last message). */
+void px_pool_release_idle(px_server_t *s);
 /* A client is going away: detach it from its server (reset, keep or close the server). */
 void px_pool_client_gone(px_client_t *c);
 /* A server failed to log in. server_error: PostgreSQL answered with an ErrorResponse (clients

@@ -12,6 +12,7 @@
 #include "px_proxy.h"
 #include "px_log.h"
 #include "px_native.h"
+#include "px_prepared.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -91,7 +92,7 @@ bool px_server_is_clean(const px_server_t *s)
 {
     return s->state != PX_SV_CLOSING && s->last_status == (uint8_t)'I' && s->pending == 0 &&
            !s->unsynced && !s->copy_in && !s->setting_vars && s->msg_left == 0 &&
-           (s->client == NULL || s->client->msg_left == 0);
+           px_ps_server_quiet(s) && (s->client == NULL || s->client->msg_left == 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -146,6 +147,7 @@ static void server_on_closed(px_io_t *io)
     px_list_del(&s->node);
     px_io_release(&s->io);
     px_vars_free(&s->vars);
+    px_ps_server_free(s);
     px_server_login_t *l = login_of(s);
     if (l != NULL) {
         free_login_params(&l->params);
@@ -582,6 +584,7 @@ void px_server_internal_query(px_server_t *s, const char *sql)
     }
     pgw_buf_free(&b);
     s->internal_error = false;
+    px_ps_server_internal_query(s, sql);
 }
 
 /* End of pgshim's SET: settings the server did not report as changed were equivalent spellings,
@@ -663,8 +666,20 @@ static void note_copy_in(px_server_t *s)
     s->syncs_since_exec = 0;
 }
 
-/* Linked to a client: messages stream through; ReadyForQuery and ParameterStatus are read whole
- * (they are small) to track the transaction status and the session settings. */
+/* Writes the server's bytes of a run to the client (and to a shadow comparison). */
+static bool relay_run(px_client_t *c, const uint8_t *data, size_t n)
+{
+    if (n == 0)
+        return true;
+    px_intercept_server_data(c, data, n);  /* shadow mode copies PostgreSQL's reply */
+    if (px_io_write(&c->io, data, n) < 0) {
+        px_client_fatal(c, "53200", "out of memory");
+        return false;
+    }
+    c->pool->stats->total.sent += n;
+    return true;
+}
+
 /* SHOW STATS: a ReadyForQuery reached the client; it ends a query, and with status idle a
    transaction (px_dbstats.h). */
 static void count_ready(px_server_t *s, uint8_t st)
@@ -683,14 +698,28 @@ static void count_ready(px_server_t *s, uint8_t st)
     }
 }
 
+/* Linked to a client: messages stream through; ReadyForQuery and ParameterStatus are read whole
+ * (they are small) to track the transaction status and the session settings. With prepared-
+ * statement tracking (c->ps_on) every message is matched against the server's reply FIFO: a run
+ * of bytes is cut where a reply to pgshim's own message is skipped or where an answer pgshim
+ * made up is written in its place in the stream. */
 static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t len)
 {
     px_client_t *c = s->client;
-    size_t off = 0;
-    bool ended = false;
+    bool ps = c->ps_on;
+    size_t off = 0, run = 0;
+    bool ended = false, fake_ready = false;
     while (off < len && !ended) {
         if (s->msg_left == 0) {
             pgw_frame_t f;
+            if (ps && px_ps_fake_due(s)) {
+                if (!relay_run(c, data + run, off - run))
+                    return (ssize_t)off;
+                run = off;
+                fake_ready |= px_ps_emit_fakes(s);
+                if (s->client != c)
+                    return (ssize_t)off;
+            }
             int rc = pgw_frame_peek(PGW_B, data + off, len - off, &f);
             if (rc == PGW_ENEEDMORE)
                 break;
@@ -721,6 +750,23 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
                     count_ready(s, st);
                 }
             }
+            if (ps) {
+                /* An error may be replaced (written by px_ps_server_msg), a reply may be
+                 * skipped: either way what came before goes out first. */
+                if (f.type == PGW_MSG_ERROR_RESPONSE || px_ps_swallows_next(s)) {
+                    if (!relay_run(c, data + run, off - run))
+                        return (ssize_t)off;
+                    run = off;
+                }
+                int act = px_ps_server_msg(s, f.type);
+                if (act < 0) {
+                    px_server_close(s, "prepared statement replies out of step");
+                    return -1;
+                }
+                if (s->client != c)
+                    return (ssize_t)off;
+                s->ps_swallowing = act == PX_PS_SWALLOW;
+            }
             if (f.type == PGW_MSG_COPY_IN_RESPONSE)
                 note_copy_in(s);
             s->msg_left = f.total_len;
@@ -728,15 +774,17 @@ static ssize_t server_forward_data(px_server_t *s, const uint8_t *data, size_t l
         size_t n = len - off < s->msg_left ? len - off : s->msg_left;
         s->msg_left -= (uint32_t)n;
         off += n;
+        if (ps && s->ps_swallowing)
+            run = off;  /* a reply to pgshim's own message: not the client's */
     }
-    if (off > 0)
-        px_intercept_server_data(c, data, off);  /* shadow mode copies PostgreSQL's reply */
-    if (off > 0 && px_io_write(&c->io, data, off) < 0) {
-        px_client_fatal(c, "53200", "out of memory");
+    if (!relay_run(c, data + run, off - run))
         return (ssize_t)off;
+    if (ps && s->msg_left == 0) {
+        fake_ready |= px_ps_emit_fakes(s);
+        if (s->client != c)
+            return (ssize_t)off;
     }
-    s->pool->stats->total.sent += off;
-    if (ended)
+    if (ended || fake_ready)
         px_pool_maybe_release(s);
     else if (px_io_queued(&c->io) > px_io_high_water)
         px_server_update_reading(s);

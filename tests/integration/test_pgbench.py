@@ -1,4 +1,5 @@
-"""pgbench through the proxy: -i, then -M simple / extended (and prepared in session mode).
+"""pgbench through the proxy: -i, then -M simple / extended / prepared (transaction mode too:
+max_prepared_statements, see test_prepared.py).
 
 Every run must finish with zero failed transactions and no aborted client. Each pool mode gets
 its own pgbench database so the tests do not depend on order across modes.
@@ -58,8 +59,6 @@ def _check_run(r):
 
 @pytest.mark.parametrize("protocol", ["simple", "extended", "prepared"])
 def test_pgbench_run(proxy, benchdb, pgenv, pool_mode, protocol):
-    if protocol == "prepared" and pool_mode == "transaction":
-        pytest.skip("named prepared statements in transaction mode are issue 3")
     # The run tests must not depend on test_pgbench_init: if the tables are missing or empty,
     # initialise straight against PostgreSQL.
     conn = psycopg2.connect(pgenv.dsn(benchdb))
