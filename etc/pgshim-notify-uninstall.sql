@@ -4,7 +4,9 @@
 -- Afterwards writes that bypass pgshim are no longer seen by its cache: their staleness is
 -- bounded by the TTL again.
 
+\set ON_ERROR_STOP on
 BEGIN;
+SET LOCAL client_min_messages = warning;
 
 DO $do$
 DECLARE

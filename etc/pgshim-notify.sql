@@ -15,14 +15,15 @@
 -- Remove with etc/pgshim-notify-uninstall.sql. Tables that do not exist are skipped.
 -- The table list is rewrite/rw_writes.h's RW_TABLE_MAP: keep the two in step.
 
+\set ON_ERROR_STOP on
 \if :{?channel}
 \else
 \set channel pgshim_invalidate
 \endif
 
 BEGIN;
-
-SELECT set_config('pgshim.notify_channel', :'channel', true);
+SET LOCAL client_min_messages = warning;
+SELECT set_config('pgshim.notify_channel', :'channel', true) AS pgshim_channel \gset
 
 CREATE OR REPLACE FUNCTION pgshim_notify() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
@@ -42,7 +43,7 @@ BEGIN
     FOREACH tab IN ARRAY ARRAY['bt', 'typeassist', 'asset', 'questionset', 'jobneed',
                                'pgbelonging', 'pgroup', 'capability', 'people'] LOOP
         IF to_regclass(tab) IS NULL THEN
-            RAISE NOTICE 'pgshim-notify: no table %, skipped', tab;
+            RAISE WARNING 'pgshim-notify: no table %, skipped', tab;
             CONTINUE;
         END IF;
         EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify ON %I', tab);
