@@ -65,6 +65,7 @@ struct nt_tenant {
     uint32_t backoff_ms;
     uint64_t received;           /* notifications */
     uint64_t connects;           /* LISTENs acknowledged */
+    uint32_t fails;              /* connection attempts failed since the last LISTEN */
 };
 
 /* A bump of every table after a (re)connect: trusts the tenant only for the epoch it was sent
@@ -182,9 +183,14 @@ static void conn_close(nt_conn_t *nc, const char *why)
         return;
     nt_tenant_t *t = nc->t;
     const char *pgerr = nc->pg != NULL ? PQerrorMessage(nc->pg) : "";
-    px_log_warn("notify %s: LISTEN connection closed: %s%s%.*s; the tenant answers natively "
-                "until it is back", t->tenant, why, pgerr[0] ? ": " : "",
-                (int)strcspn(pgerr, "\n"), pgerr);
+    /* A login that keeps failing is retried every 5 s: warn on the first failure and about once
+       a minute after that, not at every attempt. */
+    bool loud = t->fails == 0 || t->fails % 12 == 0;
+    if (nc->state != NT_UP)
+        t->fails++;
+    px_log(loud ? PX_LOG_WARNING : PX_LOG_DEBUG,
+           "notify %s: LISTEN connection closed: %s%s%.*s; the tenant answers natively until "
+           "it is back", t->tenant, why, pgerr[0] ? ": " : "", (int)strcspn(pgerr, "\n"), pgerr);
     nc->state = NT_CLOSING;
     nc->t = NULL;
     t->conn = NULL;
@@ -311,6 +317,7 @@ static void conn_read(nt_conn_t *nc)
             nc->state = NT_UP;
             nc->deadline = 0;
             t->backoff_ms = NT_BACKOFF_MIN_MS;
+            t->fails = 0;
             t->connects++;
             px_log_debug("notify %s: LISTEN \"%s\" acknowledged", t->tenant, notify_channel());
             trust_start(t);

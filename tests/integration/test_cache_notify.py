@@ -71,14 +71,15 @@ def _direct(pgenv, db):
     return conn
 
 
-def _start(pgenv, proxies, tmp_path_factory, port, prefix, tenants_sections, name):
+def _start(pgenv, proxies, tmp_path_factory, port, prefix, tenants_sections, name,
+           redis_extra=()):
     basedir = str(tmp_path_factory.mktemp(name))
     os.chmod(basedir, 0o755)
     sections = {"intercept": [("all", "off")]}
     sections.update(tenants_sections)
     sections["redis"] = [("enabled", "1"), ("host", "127.0.0.1"),
                          ("port", str(pgenv.redis_port)), ("key_prefix", prefix),
-                         ("timeout_ms", "100"), ("pool_size", "2")]
+                         ("timeout_ms", "100"), ("pool_size", "2")] + list(redis_extra)
     p = proxyctl.Proxy("pgshim", proxies.binary, port, pgenv.pg_port,
                        pool_mode="session", pool_size=10,
                        extra={"verbose": "1", "caps_query_file": ti.CAPS_FILE,
@@ -505,3 +506,50 @@ def test_result_computed_across_a_write_is_not_stored(notify_pair, pgenv):
         wconn.close()
         direct.close()
         via.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lines,ok", [
+    (["notify = off", "notify_channel = my_channel"], True),
+    (["notify = on", "notify_channel = \"odd\"\"name\""], True),
+    (["notify = maybe"], False),
+    (["notify_channel ="], False),
+    (["notify_channel = %s" % ("x" * 64)], False),
+], ids=["off-channel", "quoted-channel", "bad-bool", "empty-channel", "long-channel"])
+def test_notify_options(proxies, tmp_path, lines, ok):
+    with open(os.path.join(proxyctl.REPO, "etc", "pgshim.ini")) as f:
+        text = f.read()
+    ini = tmp_path / "pgshim.ini"
+    ini.write_text(text + "\n[redis]\nenabled = 0\n" + "\n".join(lines) + "\n")
+    r = subprocess.run([proxies.binary, "--check-config", str(ini)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert (r.returncode == 0) == ok, r.stdout + r.stderr
+    if not ok:
+        assert "[redis]" in r.stdout + r.stderr
+
+
+def test_notify_off_opens_no_listen(notify_pair, pgenv, proxies, tmp_path_factory):
+    """notify = off: no LISTEN connection, and the cache is used at once (nothing to wait
+    for), with writes that bypass pgshim bounded by the TTL only."""
+    port = int(os.environ.get("PGSHIM_TEST_NOTIFY_PORT", str(conftest._base_port() + 20))) + 3
+    direct = _direct(pgenv, "tenant_w")
+    before = _listeners(direct, "tenant_w")
+    p = _start(pgenv, proxies, tmp_path_factory, port, "pgshimoff%s" % uuid.uuid4().hex[:8],
+               {"tenant.tenant_w": [("all", "cache")]}, "notifyoff", [("notify", "off")])
+    try:
+        via = psycopg2.connect(p.dsn("tenant_w"))
+        via.autocommit = True
+        fn = "fn_menupbt"
+        assert ti.run_pg2(via, fn, BU_SQL, (6,)) == ti.run_pg2(direct, fn, BU_SQL, (6,))
+        s = stats(p, "tenant_w")[fn]
+        assert s["cache_errors"] == 0 and s["cache_misses"] == 1, s
+        _warm(p, via, "tenant_w", fn, BU_SQL, (6,))
+        time.sleep(0.3)   # the tick would have opened a LISTEN by now
+        assert _listeners(direct, "tenant_w") == before
+        via.close()
+    finally:
+        direct.close()
+        _stop([p])
