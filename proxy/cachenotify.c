@@ -168,6 +168,7 @@ static px_pool_t *tenant_pool(const char *tenant)
  * ------------------------------------------------------------------------------------------- */
 
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
+static void conn_launch(nt_tenant_t *t);
 
 static void conn_closed_cb(uv_handle_t *h)
 {
@@ -186,7 +187,8 @@ static void conn_close(nt_conn_t *nc, const char *why)
     /* A login that keeps failing is retried every 5 s: warn on the first failure and about once
        a minute after that, not at every attempt. */
     bool loud = t->fails == 0 || t->fails % 12 == 0;
-    if (nc->state != NT_UP)
+    bool was_up = nc->state == NT_UP;
+    if (!was_up)
         t->fails++;
     px_log(loud ? PX_LOG_WARNING : PX_LOG_DEBUG,
            "notify %s: LISTEN connection closed: %s%s%.*s; the tenant answers natively until "
@@ -205,6 +207,11 @@ static void conn_close(nt_conn_t *nc, const char *why)
         PQfinish(nc->pg);
         free(nc);
     }
+    /* A connection that was up (terminated backend, server restart) is tried again at once:
+       the tenant answers natively until it is back, so every millisecond counts. A failed
+       attempt is not up, so this never loops; later attempts follow the backoff. */
+    if (was_up && g_nt_on)
+        conn_launch(t);
 }
 
 static void conn_set_poll(nt_conn_t *nc, int events)
