@@ -16,7 +16,8 @@
  * table sent after that has been answered (successfully, or failed: a failed bump puts the tenant
  * in the cache library's bypass until a retry lands, which is just as safe). It stops being
  * trusted the moment its connection fails, because notifications sent while nobody listens are
- * lost. The connection is reopened with backoff (100 ms doubling to 5 s), and the cycle repeats.
+ * lost. The connection is reopened at once, then with backoff (100 ms doubling to 5 s), and the
+ * cycle repeats.
  *
  * Invariants: nothing here blocks the loop or reaches a client (a failure only makes the tenant
  * answer natively); a connection is freed only in its poll handle's close callback, and the poll

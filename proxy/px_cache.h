@@ -99,7 +99,8 @@ void px_cache_shutdown(void);
  * notifications sent while nobody listened are lost. With notify off every tenant is trusted. */
 
 /* Called once the cache client exists: starts the 100 ms timer that opens, watches and
-   reconnects LISTEN connections (backoff 100 ms doubling to 5 s). */
+   reconnects LISTEN connections (at once after losing one that was up, then with backoff
+   100 ms doubling to 5 s). */
 void px_notify_start(void);
 /* True when tenant's results may be served and stored. False starts its LISTEN connection if
    none exists yet (the caller answers natively meanwhile). Never blocks. */
