@@ -18,6 +18,9 @@
  *   their generations are bumped. The set is kept while replies are still outstanding, so a
  *   pipelined later write is bumped at its own ReadyForQuery too. While a bump is in flight the
  *   cache library refuses lookups of that tenant, so this pgshim never serves a stale result.
+ * - Writes that bypass pgshim are seen through NOTIFY (cachenotify.c): a tenant whose LISTEN
+ *   connection is not trusted (down, or its bump after connecting not answered yet) is answered
+ *   natively, and nothing is stored for it.
  */
 #include "px_cache.h"
 #include "px_intercept.h"
