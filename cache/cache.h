@@ -129,6 +129,7 @@ uint64_t cache_settings_hash(const char *const *names, const char *const *values
  * cannot collide and the argument bytes need no escaping.
  * ------------------------------------------------------------------------------------------- */
 #define CACHE_MAX_TABLES 8
+#define CACHE_MAX_BUMP_TABLES 32  /* one cache_bump (a write may touch every legacy table) */
 #define CACHE_MAX_ARGS 16
 #define CACHE_GEN_MAX 24          /* decimal generation incl. NUL */
 
@@ -290,8 +291,9 @@ int cache_store(cache_client_t *c, const cache_key_t *k, uint32_t ttl_s, const u
 /* Bumps the generation of each (tenant, table) (INCR, in one script, plus PUBLISH when
    configured). Call after a write to those tables committed. On any failure, including an
    immediate CACHE_EDOWN return, the tenant enters bypass and the client retries the bump in the
-   background until it succeeds. cb may be NULL. Returns 0 (cb fires, if given), or at once:
-   CACHE_EDISABLED, CACHE_EDOWN, CACHE_EINVAL, CACHE_ENOMEM. */
+   background until it succeeds. ntables is 1..CACHE_MAX_BUMP_TABLES (more than a key reads: one
+   bump may cover every table of a tenant). cb may be NULL. Returns 0 (cb fires, if given), or at
+   once: CACHE_EDISABLED, CACHE_EDOWN, CACHE_EINVAL, CACHE_ENOMEM. */
 int cache_bump(cache_client_t *c, const char *tenant, const char *const *tables, int ntables,
                cache_done_cb cb, void *arg) CACHE_MUST_USE;
 

@@ -1005,9 +1005,9 @@ static int bump_send(cache_client_t *c, const char *tenant, const char *const *t
         c->counters.down++;
         return CACHE_EDOWN;
     }
-    const char *extra[CACHE_MAX_TABLES + 3];
-    size_t lens[CACHE_MAX_TABLES + 3];
-    char *gen[CACHE_MAX_TABLES] = {0};
+    const char *extra[CACHE_MAX_BUMP_TABLES + 3];
+    size_t lens[CACHE_MAX_BUMP_TABLES + 3];
+    char *gen[CACHE_MAX_BUMP_TABLES] = {0};
     char nkeys[16];
     cache_sb_t msg;
     int rc = CACHE_ENOMEM;
@@ -1079,7 +1079,7 @@ int cache_bump(cache_client_t *c, const char *tenant, const char *const *tables,
 {
     if (!c->enabled)
         return CACHE_EDISABLED;
-    if (tenant == NULL || tables == NULL || ntables < 1 || ntables > CACHE_MAX_TABLES)
+    if (tenant == NULL || tables == NULL || ntables < 1 || ntables > CACHE_MAX_BUMP_TABLES)
         return CACHE_EINVAL;
     for (int i = 0; i < ntables; i++)
         if (tables[i] == NULL || *tables[i] == '\0')
@@ -1094,7 +1094,7 @@ int cache_bump(cache_client_t *c, const char *tenant, const char *const *tables,
 
 static void bypass_retry(cache_client_t *c, bypass_t *b)
 {
-    if (b->ntables == 0 || b->ntables > CACHE_MAX_TABLES) {
+    if (b->ntables == 0 || b->ntables > CACHE_MAX_BUMP_TABLES) {
         /* More owed tables than one script call takes never happens with the legacy set; if it
            did, keeping the bypass is the safe answer. */
         return;

@@ -24,7 +24,12 @@
 typedef struct px_redis_conf {
     cache_config_t cfg;      /* strings point into the fields below or static defaults */
     char *host, *unix_path, *password, *key_prefix;
+    bool notify;             /* LISTEN for the etc/pgshim-notify.sql triggers (default on) */
+    char *notify_channel;    /* NULL: PX_NOTIFY_CHANNEL_DEFAULT */
 } px_redis_conf_t;
+
+#define PX_NOTIFY_CHANNEL_DEFAULT "pgshim_invalidate"
+
 
 /* One `name = value` line of [redis] into *conf (allocated on first use). Returns 0, or -1 with
    a message in why. */
@@ -37,6 +42,11 @@ void px_cache_config_applied(const px_redis_conf_t *conf);
 
 /* The loop exists: creates the cache client (when [redis] enabled) so it connects now. */
 void px_cache_start(void);
+/* The process's cache client (created on first use once the loop runs), NULL when the cache is
+   off. Borrowed. */
+cache_client_t *px_cache_client(void);
+/* The running [redis] configuration, NULL when none. Borrowed, process lifetime. */
+const px_redis_conf_t *px_cache_conf(void);
 
 /* ------------------------------------------------------------------ cache-mode calls */
 
@@ -79,5 +89,24 @@ bool px_cache_hold_ready(px_client_t *c, uint8_t st, int pending_after);
 void px_cache_client_gone(px_client_t *c);
 /* Process exit. */
 void px_cache_shutdown(void);
+
+/* ------------------------------------------------------------------ NOTIFY invalidation
+ * (cachenotify.c): writes that bypass pgshim. Per tenant with a function in cache mode, one
+ * LISTEN connection on `[redis] notify_channel` (credentials of a pool of that database, like the
+ * native connections); each notification bumps the generation of the table named in its payload
+ * (any other payload: every legacy table of the tenant). A tenant is trusted only while its
+ * LISTEN is up and the bump of every table that followed the (re)connect has been answered, since
+ * notifications sent while nobody listened are lost. With notify off every tenant is trusted. */
+
+/* Called once the cache client exists: starts the 100 ms timer that opens, watches and
+   reconnects LISTEN connections (at once after losing one that was up, then with backoff
+   100 ms doubling to 5 s). */
+void px_notify_start(void);
+/* True when tenant's results may be served and stored. False starts its LISTEN connection if
+   none exists yet (the caller answers natively meanwhile). Never blocks. */
+bool px_notify_trusted(const char *tenant);
+/* Closes every LISTEN connection and frees the records; after cache_client_free (whose
+   callbacks may still reach this module). */
+void px_notify_shutdown(void);
 
 #endif

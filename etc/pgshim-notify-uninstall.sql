@@ -1,0 +1,26 @@
+-- pgshim-notify-uninstall.sql: removes what etc/pgshim-notify.sql installed from the current
+-- database (idempotent):
+--     psql -d tenant_a -f etc/pgshim-notify-uninstall.sql
+-- Afterwards writes that bypass pgshim are no longer seen by its cache: their staleness is
+-- bounded by the TTL again.
+
+\set ON_ERROR_STOP on
+BEGIN;
+SET LOCAL client_min_messages = warning;
+
+DO $do$
+DECLARE
+    tab text;
+BEGIN
+    FOREACH tab IN ARRAY ARRAY['bt', 'typeassist', 'asset', 'questionset', 'jobneed',
+                               'pgbelonging', 'pgroup', 'capability', 'people'] LOOP
+        IF to_regclass(tab) IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify ON %I', tab);
+        END IF;
+    END LOOP;
+END
+$do$;
+
+DROP FUNCTION IF EXISTS pgshim_notify();
+
+COMMIT;
