@@ -3,7 +3,7 @@
 plus pgbench -S TPS through pgshim with interception configured vs not.
 
     tests/bench/native [--scale 1] [--calls 200] [--db NAME] [--only SUBSTR] [--json FILE]
-                       [--memo-ttl SECS] [--pgbench-seconds 10] [--pgbench-rounds 8]
+                       [--memo-ttl SECS] [--pgbench-seconds 5] [--pgbench-rounds 10]
                        [--skip-pgbench] [--no-calls]
 
 Part 1: for every shape of tests/bench/legacy_bench.py (same argument generators, imported), runs
@@ -18,10 +18,13 @@ answer and group memberships; 0, the default, benches without them, as pgshim's 
 
 Part 2: pgbench -S (select-only, simple protocol) through two pgshim instances in transaction
 mode, one with `[tenant.<pgbench db>] all = native` and one without any interception sections;
---pgbench-rounds rounds, interleaved (order alternates per round). Each round yields one ratio
-configured / not configured from two back-to-back runs, so drift of the shared machine between
-rounds cancels; the verdict is on the median of those per-round ratios, printed with their
-spread (min, max, interquartile range). Target: configured within 3% of not configured.
+--pgbench-rounds rounds of four runs each, A B B A (which instance is A alternates per round).
+Each round yields one ratio configured / not configured, so drift of the shared machine between
+rounds, and linear drift within one, cancels; the verdict is on the median of those per-round
+ratios, printed with their spread (min, max, interquartile range). Target: configured within 3%
+of not configured. Because TPS on the shared machine swings by more than that, each run also
+records the pgshim process's own CPU time per transaction (/proc/PID/schedstat), the cost the
+interception configuration could add, with the same per-round ratios.
 
 Servers: the PostgreSQL exported by `eval "$(tests/harness/pgenv start ...)"` if PGPORT answers,
 else a throw-away one on --pg-port started and stopped here. The fixture database (--db, default
@@ -68,8 +71,8 @@ def parse_args():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", help="only shapes whose function or label contains this")
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--pgbench-seconds", type=int, default=10)
-    ap.add_argument("--pgbench-rounds", type=int, default=8)
+    ap.add_argument("--pgbench-seconds", type=int, default=5)
+    ap.add_argument("--pgbench-rounds", type=int, default=10)
     ap.add_argument("--memo-ttl", type=float, default=0.0,
                     help="native_butree_ttl of the native pgshim (seconds; 0 = no in-memory data)")
     ap.add_argument("--pgbench-clients", type=int, default=10)
@@ -235,16 +238,44 @@ def call_bench(a, pg, shim, db):
     return results
 
 
-def pgbench_tps(port, db, args, timeout):
+def proc_cpu_seconds(pid):
+    """CPU seconds the process has used so far (Linux: /proc/PID/schedstat in nanoseconds, summed
+    over its threads by the kernel; /proc/PID/stat in clock ticks where schedstat is missing), or
+    None."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pgbench_tps(port, db, args, timeout, pid=None):
+    """TPS of one pgbench run; with pid also the CPU microseconds that process spent per
+    transaction (TPS swings with the load of the shared machine; the proxy's own CPU per
+    transaction hardly does)."""
     env = dict(os.environ, PGPASSWORD=PASSWORD)
     argv = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n"] + args + [db]
+    cpu0 = proc_cpu_seconds(pid) if pid else None
     r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=timeout)
+    cpu1 = proc_cpu_seconds(pid) if pid else None
     m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
+    n = re.search(r"^number of transactions actually processed: ([0-9]+)", r.stdout, re.M)
     if r.returncode != 0 or not m:
         log("pgbench on %d failed (exit %d): %s" % (port, r.returncode, r.stdout[-1500:]))
-        return None
-    return float(m.group(1))
+        return (None, None) if pid else None
+    if not pid:
+        return float(m.group(1))
+    us = None
+    if cpu0 is not None and cpu1 is not None and n and int(n.group(1)) > 0:
+        us = (cpu1 - cpu0) * 1e6 / int(n.group(1))
+    return float(m.group(1)), us
 
 
 def pgbench_part(a, pg, basedir):
@@ -267,24 +298,34 @@ def pgbench_part(a, pg, basedir):
                            {"intercept": [("all", "off")],
                             "tenant.%s" % db: [("all", "native")]})
     without = start_shim(a.pgshim_bin, a.pgshim_port + 2, pg.pg_port, basedir, {})
-    res = {"configured": [], "not configured": [], "ratios": []}
+    res = {"configured": [], "not configured": [], "ratios": [],
+           "cpu configured": [], "cpu not configured": [], "cpu ratios": []}
     try:
         targets = [("configured", with_icpt), ("not configured", without)]
         args = ["-S", "-c", str(a.pgbench_clients), "-j", "2", "-T", str(a.pgbench_seconds)]
         # one short unmeasured run each: connections, caches and the CPU governor settle first
         for name, p in targets:
             pgbench_tps(p.port, db, ["-S", "-c", str(a.pgbench_clients), "-j", "2", "-T", "2"], 60)
+        # Each round runs A B B A (A and B alternate between rounds), so a load change on the
+        # shared machine that is linear over the round cancels out of the round's ratio.
         for rnd in range(a.pgbench_rounds):
-            order = targets if rnd % 2 == 0 else list(reversed(targets))
-            got = {}
-            for name, p in order:
-                tps = pgbench_tps(p.port, db, args, a.pgbench_seconds * 3 + 60)
-                log("pgbench round %d %-15s tps=%s" % (rnd + 1, name, tps))
+            first, second = targets if rnd % 2 == 0 else list(reversed(targets))
+            got = {"configured": [], "not configured": []}
+            cpu = {"configured": [], "not configured": []}
+            for name, p in (first, second, second, first):
+                tps, us = pgbench_tps(p.port, db, args, a.pgbench_seconds * 3 + 60,
+                                      pid=p.proc.pid if p.proc else None)
+                log("pgbench round %d %-15s tps=%s pgshim cpu us/xact=%s" % (rnd + 1, name, tps, us))
                 if tps is not None:
                     res[name].append(tps)
-                    got[name] = tps
-            if len(got) == 2:
-                res["ratios"].append(got["configured"] / got["not configured"])
+                    got[name].append(tps)
+                if us is not None:
+                    res["cpu " + name].append(us)
+                    cpu[name].append(us)
+            if len(got["configured"]) == 2 and len(got["not configured"]) == 2:
+                res["ratios"].append(sum(got["configured"]) / sum(got["not configured"]))
+            if len(cpu["configured"]) == 2 and len(cpu["not configured"]) == 2:
+                res["cpu ratios"].append(sum(cpu["configured"]) / sum(cpu["not configured"]))
     finally:
         for p in (with_icpt, without):
             p.stop()
@@ -347,29 +388,41 @@ def main():
                 r["differ"]))
     if "pgbench" in out:
         pb = out["pgbench"]
-        med = {k: statistics.median(v) if v else None for k, v in pb.items() if k != "ratios"}
+        med = {k: statistics.median(v) if v else None for k, v in pb.items() if "ratios" not in k}
         print()
-        print("pgbench -S through pgshim (transaction mode), %d clients, %d s x %d rounds, "
-              "interleaved" % (a.pgbench_clients, a.pgbench_seconds, a.pgbench_rounds))
+        print("pgbench -S through pgshim (transaction mode), %d clients, %d rounds of 4 x %d s "
+              "(A B B A)" % (a.pgbench_clients, a.pgbench_rounds, a.pgbench_seconds))
         print()
         print("| pgshim | TPS per round | median TPS |")
         print("| --- | --- | ---: |")
         for k in ("configured", "not configured"):
             print("| interception %s | %s | %s |" % (
                 k, ", ".join("%.0f" % x for x in pb[k]), "%.0f" % med[k] if med[k] else "-"))
-        rs = sorted(pb["ratios"])
-        if rs:
+        for k in ("configured", "not configured"):
+            v = pb["cpu " + k]
+            if v:
+                print("| pgshim CPU us per transaction, interception %s | %s | %.1f |" % (
+                    k, ", ".join("%.1f" % x for x in v), statistics.median(v)))
+        for key, label in (("ratios", "TPS"), ("cpu ratios", "pgshim CPU per transaction")):
+            rs = sorted(pb[key])
+            if not rs:
+                continue
             ratio = statistics.median(rs)
             q1, q3 = (lb.percentile(rs, 0.25), lb.percentile(rs, 0.75)) if len(rs) > 1 else (rs[0], rs[0])
-            print("| per-round ratio configured / not configured | %s | median %.3f |"
-                  % (", ".join("%.3f" % x for x in pb["ratios"]), ratio))
-            print()
-            print("Median per-round ratio %.3f (%s the 3%% target); spread min %.3f, max %.3f, "
-                  "interquartile %.3f-%.3f over %d rounds; ratio of median TPS %.3f."
-                  % (ratio, "within" if abs(1 - ratio) <= 0.03 else "OUTSIDE", rs[0], rs[-1], q1, q3,
-                     len(rs), med["configured"] / med["not configured"]))
-            out["pgbench_ratio"] = ratio
-            out["pgbench_ratio_spread"] = [rs[0], q1, q3, rs[-1]]
+            print("| per-round %s ratio configured / not configured | %s | median %.3f |"
+                  % (label, ", ".join("%.3f" % x for x in pb[key]), ratio))
+            out["pgbench_" + key.replace(" ", "_")] = dict(median=ratio, min=rs[0], q1=q1, q3=q3,
+                                                          max=rs[-1], rounds=len(rs))
+        print()
+        for key, label in (("ratios", "TPS"), ("cpu ratios", "pgshim CPU per transaction")):
+            d = out.get("pgbench_" + key.replace(" ", "_"))
+            if d:
+                print("%s: median per-round ratio %.3f (%s the 3%% target); spread min %.3f, max "
+                      "%.3f, interquartile %.3f-%.3f over %d rounds."
+                      % (label, d["median"], "within" if abs(1 - d["median"]) <= 0.03 else "OUTSIDE",
+                         d["min"], d["max"], d["q1"], d["q3"], d["rounds"]))
+        if med.get("configured") and med.get("not configured"):
+            print("Ratio of median TPS %.3f." % (med["configured"] / med["not configured"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1, default=str)
