@@ -62,7 +62,11 @@ extern uint64_t px_native_butree_ttl_ms;
 /* Tables whose writes intercept.c reports through px_native_note_writes / px_native_note_write.
    A memo is only held when every table it depends on is in this set, so that no write pgshim
    sees can leave it stale. Default: bt and typeassist (the BU tree), which is what intercept.c
-   reports today; set it to RW_TABLES_ALL where every legacy-table write is reported. */
+   reports today. The change that turns the capability and membership memos on (intercept.c):
+   in note_bt_writes, call px_native_note_writes(c->pool, c, RW_TABLES_ALL) for a statement too
+   long to look at and px_native_note_writes(c->pool, c, set) for every non-zero set from
+   rw_writes_tables (instead of px_native_note_write only when set has bt or typeassist); and in
+   px_intercept_config_applied, set px_native_reported_tables = RW_TABLES_ALL. */
 extern rw_tableset_t px_native_reported_tables;
 /* Client c of pool sent a statement that may write `tables`: the database's memos depending on
    them are dropped now, and not used or rebuilt until c's transaction is over (then they are
