@@ -96,7 +96,9 @@ typedef struct memo_slot {
 } memo_slot_t;
 
 typedef struct memo_writer {
-    px_client_t *c;
+    px_client_t *c;              /* only dereferenced after writer_alive() */
+    uint64_t id;                 /* c->id when noted: a reused address is not the writer */
+    px_pool_t *pool;             /* c->pool when noted (pools are never freed) */
     rw_tableset_t tables;        /* legacy tables its unfinished transaction may write */
 } memo_writer_t;
 
@@ -695,19 +697,41 @@ static void memos_drop(px_ndb_t *db, rw_tableset_t tables)
             memo_drop(db, (memo_kind_t)k);
 }
 
+/* True while the writer is still a logged-in client of its pool. intercept.c reports the end
+   of a client (px_native_client_gone) only for clients it keeps state for, and a client that
+   only ever wrote may have none; so a writer is found on its pool's client lists before it is
+   dereferenced. One that is gone (or closing) ended its transaction with it. */
+static bool writer_alive(const memo_writer_t *w)
+{
+    px_list_t *lists[] = {&w->pool->wait_login, &w->pool->active_clients, &w->pool->waiting_clients};
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+        px_list_t *it, *tmp;
+        px_list_foreach_safe(it, tmp, lists[l])
+        {
+            const px_client_t *c = px_container_of(it, px_client_t, node);
+            if (c == w->c && c->id == w->id)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Forgets writers whose transaction is over (dropping the memos of their tables); true when no
    writer of `deps` is left. */
 static bool writers_settled(px_ndb_t *db, rw_tableset_t deps)
 {
     bool clear = true;
     for (size_t i = 0; i < db->nwriters;) {
-        const px_client_t *c = db->writers[i].c;
-        const px_server_t *s = c->server;
-        /* Without a server the write is over only if nothing of it waits in the client's input
-           (a client queued for a server still holds its statement). */
-        bool over = s == NULL ? c->state == PX_CL_ACTIVE && c->io.rlen == 0 && c->msg_left == 0
-                              : s->last_status == (uint8_t)'I' && s->pending == 0 && !s->unsynced &&
-                                    s->msg_left == 0 && c->msg_left == 0;
+        bool over = !writer_alive(&db->writers[i]);
+        if (!over) {
+            const px_client_t *c = db->writers[i].c;
+            const px_server_t *s = c->server;
+            /* Without a server the write is over only if nothing of it waits in the client's
+               input (a client queued for a server still holds its statement). */
+            over = s == NULL ? c->state == PX_CL_ACTIVE && c->io.rlen == 0 && c->msg_left == 0
+                             : s->last_status == (uint8_t)'I' && s->pending == 0 && !s->unsynced &&
+                                   s->msg_left == 0 && c->msg_left == 0;
+        }
         if (over) {
             rw_tableset_t t = db->writers[i].tables;
             db->writers[i] = db->writers[--db->nwriters];
@@ -778,11 +802,11 @@ static memo_holder_t *memo_for_exec(px_ndb_t *db, memo_kind_t k)
     return m->h;
 }
 
-static void note_writes(px_ndb_t *db, px_client_t *c, rw_tableset_t tables)
+static void note_writes(px_ndb_t *db, px_pool_t *pool, px_client_t *c, rw_tableset_t tables)
 {
     memos_drop(db, tables);
     for (size_t i = 0; i < db->nwriters; i++) {
-        if (db->writers[i].c == c) {
+        if (db->writers[i].c == c && db->writers[i].id == c->id) {
             db->writers[i].tables |= tables;
             return;
         }
@@ -800,6 +824,8 @@ static void note_writes(px_ndb_t *db, px_client_t *c, rw_tableset_t tables)
         db->capwriters = n;
     }
     db->writers[db->nwriters].c = c;
+    db->writers[db->nwriters].id = c->id;
+    db->writers[db->nwriters].pool = c->pool != NULL ? c->pool : pool;
     db->writers[db->nwriters].tables = tables;
     db->nwriters++;
 }
@@ -813,7 +839,7 @@ void px_native_note_writes(px_pool_t *pool, px_client_t *c, rw_tableset_t tables
         px_native_butree_ttl_ms = 0;  /* cannot record it: no memo may be trusted */
         return;
     }
-    note_writes(db, c, tables);
+    note_writes(db, pool, c, tables);
 }
 
 void px_native_note_write(px_pool_t *pool, px_client_t *c)

@@ -89,3 +89,37 @@ def test_group_membership_write_is_seen_at_once(proxies, pgenv):
         dc.execute("delete from pgbelonging where pgroup_id = %s and people_id = %s", (grp, person))
     direct.close()
     via.close()
+
+
+def _wait_log_count(p, text, n, timeout=10.0):
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        if p.log_text().count(text) >= n:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_writer_gone_mid_transaction(proxies, pgenv):
+    """A client that only writes bt (intercept.c keeps no state for it) and disconnects inside its
+    transaction: pgshim must not touch it afterwards (ASan would report it) and the BU tree is
+    built again once the writer is gone."""
+    p = _oneoff(proxies, pgenv, "native", native_butree_ttl="60")
+    direct, via = _connect(pgenv, p, "tenant_w")
+    call = ("fn_menupbt", "select fn_menupbt(%s, %s::text)", (6, "jsonb"))
+    assert run_pg2(direct, *call) == run_pg2(via, *call)
+    assert _wait_log_count(p, "BU tree built", 1)
+    writer = psycopg2.connect(p.dsn("tenant_w"))
+    writer.cursor().execute("update bt set buname = buname where id = 5")
+    # while the write is open the tree is dropped and not rebuilt
+    assert run_pg2(direct, *call) == run_pg2(via, *call)
+    writer.close()   # gone without COMMIT: its transaction ends with it
+    for _ in range(20):
+        assert run_pg2(direct, *call) == run_pg2(via, *call)
+        if p.log_text().count("BU tree built") >= 2:
+            break
+    assert _wait_log_count(p, "BU tree built", 2)
+    assert run_pg2(direct, *call) == run_pg2(via, *call)
+    direct.close()
+    via.close()
