@@ -23,25 +23,63 @@ int px_native_max_conns = 4;
 uint64_t px_native_step_timeout_ms = 5000;
 uint64_t px_native_butree_ttl_ms = 0;
 
-/* A business-unit tree shared by the execs of one database; freed when dropped and no exec that
-   was given it is still alive. */
-typedef struct bt_holder {
-    rw_butree_t *tree;
+/* ---------------------------------------------------------------------------------------------
+ * In-memory data ("memos") per native database: the BU tree, the capability query's answer and
+ * the group memberships. Each kind is built from one query and depends on a set of tables; see
+ * the "Memos" section below for when it may be used.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum memo_kind { MK_BUTREE, MK_CAPS, MK_GROUPS, MK__COUNT } memo_kind_t;
+
+static void *mk_build_butree(const PGresult *r) { return rw_butree_build(r); }
+static void mk_free_butree(void *o) { rw_butree_free(o); }
+static size_t mk_size_butree(const void *o) { return rw_butree_size(o); }
+static void *mk_build_caps(const PGresult *r) { return rw_capsmemo_build(r); }
+static void mk_free_caps(void *o) { rw_capsmemo_free(o); }
+static size_t mk_size_caps(const void *o) { return rw_capsmemo_size(o); }
+static void *mk_build_groups(const PGresult *r) { return rw_groups_build(r); }
+static void mk_free_groups(void *o) { rw_groups_free(o); }
+static size_t mk_size_groups(const void *o) { return rw_groups_size(o); }
+
+#define TBIT(t) ((rw_tableset_t)1u << RW_TABLE_##t)
+
+static const struct memo_ops {
+    const char *name;
+    rw_tableset_t deps;          /* tables whose writes make it stale */
+    const char *sql;
+    void *(*build)(const PGresult *res);
+    void (*free)(void *obj);
+    size_t (*size)(const void *obj);
+} memo_ops[MK__COUNT] = {
+    [MK_BUTREE] = {"BU tree", TBIT(BT) | TBIT(TYPEASSIST), rw_butree_sql, mk_build_butree,
+                   mk_free_butree, mk_size_butree},
+    [MK_CAPS] = {"capability answer", TBIT(CAPABILITY), rw_capsmemo_sql, mk_build_caps,
+                 mk_free_caps, mk_size_caps},
+    [MK_GROUPS] = {"group memberships", TBIT(PGBELONGING), rw_groups_sql, mk_build_groups,
+                   mk_free_groups, mk_size_groups},
+};
+
+rw_tableset_t px_native_reported_tables = TBIT(BT) | TBIT(TYPEASSIST);
+
+/* A memo shared by the execs of one database; freed when dropped and no exec that was given it
+   is still alive. */
+typedef struct memo_holder {
+    void *obj;
+    memo_kind_t kind;
     int refs;
     bool dropped;
-} bt_holder_t;
+} memo_holder_t;
 
-static void holder_release(bt_holder_t *h)
+static void holder_release(memo_holder_t *h)
 {
     if (h == NULL)
         return;
     if (--h->refs == 0 && h->dropped) {
-        rw_butree_free(h->tree);
+        memo_ops[h->kind].free(h->obj);
         free(h);
     }
 }
 
-static void holder_drop(bt_holder_t *h)
+static void holder_drop(memo_holder_t *h)
 {
     if (h == NULL)
         return;
@@ -49,6 +87,20 @@ static void holder_drop(bt_holder_t *h)
     h->refs++;
     holder_release(h);
 }
+
+typedef struct memo_slot {
+    memo_holder_t *h;            /* NULL: none usable */
+    uint64_t built_at;           /* uv_now() when its query started */
+    uint64_t gen;                /* bumped by every drop; a build that saw a bump is discarded */
+    bool building;
+} memo_slot_t;
+
+typedef struct memo_writer {
+    px_client_t *c;              /* only dereferenced after writer_alive() */
+    uint64_t id;                 /* c->id when noted: a reused address is not the writer */
+    px_pool_t *pool;             /* c->pool when noted (pools are never freed) */
+    rw_tableset_t tables;        /* legacy tables its unfinished transaction may write */
+} memo_writer_t;
 
 /* After a failed login the group answers "unavailable" for this long instead of hammering the
    server with a connection attempt per call. */
@@ -78,10 +130,11 @@ typedef struct px_nconn {
 struct px_native_job {
     px_list_t node;              /* db->queue while waiting */
     px_ndb_t *db;
-    rw_exec_t *ex;               /* NULL for the job that builds the BU tree */
-    bt_holder_t *holder;         /* tree handed to ex, released after ex is freed */
-    uint64_t tree_gen;           /* tree job: db->tree_gen when it started */
-    uint64_t started_at;         /* tree job: uv_now() when it was queued */
+    rw_exec_t *ex;               /* NULL for a job that builds a memo */
+    memo_holder_t *holder;       /* memo handed to ex, released after ex is freed */
+    memo_kind_t kind;            /* memo job: what it builds */
+    uint64_t gen;                /* memo job: the slot's gen when it started */
+    uint64_t started_at;         /* memo job: uv_now() when it was queued */
     px_native_done_cb cb;        /* NULL once abandoned */
     void *arg;
 };
@@ -96,12 +149,9 @@ struct px_ndb {
     rw_dbinfo_t info;
     bool have_info;
     uint64_t retry_at;           /* uv_now() before which logins are not retried */
-    /* optional in-memory BU tree (native_butree_ttl > 0) */
-    bt_holder_t *tree;
-    uint64_t tree_built_at;      /* uv_now() when its query started */
-    uint64_t tree_gen;           /* bumped by every drop; a build that saw a bump is discarded */
-    bool tree_building;
-    px_client_t **writers;       /* clients with an unfinished write to bt/typeassist */
+    /* optional in-memory data (native_butree_ttl > 0) */
+    memo_slot_t memo[MK__COUNT];
+    memo_writer_t *writers;      /* clients with an unfinished write to a memo's tables */
     size_t nwriters, capwriters;
 };
 
@@ -170,13 +220,13 @@ static px_ndb_t *db_get(const px_pool_t *pool)
  * Jobs
  * ------------------------------------------------------------------------------------------- */
 
-static void tree_job_done(px_native_job_t *job, const PGresult *res);
+static void memo_job_done(px_native_job_t *job, const PGresult *res);
 
 static void job_finish(px_native_job_t *job, rw_exec_status_t st, rw_reason_t reason)
 {
     px_ndb_t *db = job->db;
     if (job->ex == NULL) {
-        tree_job_done(job, NULL);
+        memo_job_done(job, NULL);
         return;
     }
     rw_dbinfo_t info;
@@ -315,7 +365,8 @@ static void nc_send_step(px_nconn_t *nc)
     rw_exec_t *ex = nc->job->ex;
     if (ex == NULL) {
         nc->preparing = false;
-        nc_after_send(nc, PQsendQueryParams(nc->pg, rw_butree_sql, 0, NULL, NULL, NULL, NULL, 0));
+        nc_after_send(nc, PQsendQueryParams(nc->pg, memo_ops[nc->job->kind].sql, 0, NULL, NULL,
+                                            NULL, NULL, 0));
         return;
     }
     const char *name = rw_exec_stmt_name(ex);
@@ -353,7 +404,7 @@ static void nc_step_done(px_nconn_t *nc)
         nc->job = NULL;
         nc->state = NC_IDLE;
         nc_set_poll(nc, UV_READABLE);
-        tree_job_done(job, res);
+        memo_job_done(job, res);
         if (res != NULL)
             PQclear(res);
         if (nc->state == NC_IDLE)
@@ -619,114 +670,181 @@ static void db_dispatch(px_ndb_t *db)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * BU tree: built from rw_butree_sql on a native connection, used by the BU functions while it is
- * younger than native_butree_ttl and no write to bt/typeassist that went through pgshim may have
- * committed since its query started. A client that sends such a write is a "writer" until its
- * transaction is over (its server said 'I' with nothing pending, or it has no server): while any
- * writer exists the tree is neither used nor built, and every change of the writer set drops it.
+ * Memos: each kind is built from its query on a native connection and used by the execs that
+ * read it while it is younger than native_butree_ttl and no write to one of its tables that went
+ * through pgshim may have committed since its query started. A client that sends such a write is
+ * a "writer" of those tables until its transaction is over (its server said 'I' with nothing
+ * pending, or it has no server): while a writer of a memo's tables exists the memo is neither
+ * used nor built, and every change of the writer set drops it. A kind is only held at all when
+ * intercept.c reports writes to all of its tables (px_native_reported_tables). Writes that bypass
+ * pgshim are bounded by the TTL, or dropped earlier by px_native_tables_changed. A memo is
+ * rebuilt in the background once it is half its TTL old, so a steady load never waits for one.
  * ------------------------------------------------------------------------------------------- */
 
-static void tree_drop(px_ndb_t *db)
+static void memo_drop(px_ndb_t *db, memo_kind_t k)
 {
-    db->tree_gen++;
-    holder_drop(db->tree);
-    db->tree = NULL;
+    memo_slot_t *m = &db->memo[k];
+    m->gen++;
+    holder_drop(m->h);
+    m->h = NULL;
 }
 
-static void tree_job_done(px_native_job_t *job, const PGresult *res)
+/* Drops every memo of db that depends on one of `tables`. */
+static void memos_drop(px_ndb_t *db, rw_tableset_t tables)
+{
+    for (int k = 0; k < MK__COUNT; k++)
+        if ((memo_ops[k].deps & tables) != 0)
+            memo_drop(db, (memo_kind_t)k);
+}
+
+/* True while the writer is still a logged-in client of its pool. intercept.c reports the end
+   of a client (px_native_client_gone) only for clients it keeps state for, and a client that
+   only ever wrote may have none; so a writer is found on its pool's client lists before it is
+   dereferenced. One that is gone (or closing) ended its transaction with it. */
+static bool writer_alive(const memo_writer_t *w)
+{
+    px_list_t *lists[] = {&w->pool->wait_login, &w->pool->active_clients, &w->pool->waiting_clients};
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+        px_list_t *it, *tmp;
+        px_list_foreach_safe(it, tmp, lists[l])
+        {
+            const px_client_t *c = px_container_of(it, px_client_t, node);
+            if (c == w->c && c->id == w->id)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Forgets writers whose transaction is over (dropping the memos of their tables); true when no
+   writer of `deps` is left. */
+static bool writers_settled(px_ndb_t *db, rw_tableset_t deps)
+{
+    bool clear = true;
+    for (size_t i = 0; i < db->nwriters;) {
+        bool over = !writer_alive(&db->writers[i]);
+        if (!over) {
+            const px_client_t *c = db->writers[i].c;
+            const px_server_t *s = c->server;
+            /* Without a server the write is over only if nothing of it waits in the client's
+               input (a client queued for a server still holds its statement). */
+            over = s == NULL ? c->state == PX_CL_ACTIVE && c->io.rlen == 0 && c->msg_left == 0
+                             : s->last_status == (uint8_t)'I' && s->pending == 0 && !s->unsynced &&
+                                   s->msg_left == 0 && c->msg_left == 0;
+        }
+        if (over) {
+            rw_tableset_t t = db->writers[i].tables;
+            db->writers[i] = db->writers[--db->nwriters];
+            memos_drop(db, t);  /* the write may have committed just now */
+            continue;
+        }
+        if ((db->writers[i].tables & deps) != 0)
+            clear = false;
+        i++;
+    }
+    return clear;
+}
+
+static void memo_job_done(px_native_job_t *job, const PGresult *res)
 {
     px_ndb_t *db = job->db;
-    db->tree_building = false;
-    if (res != NULL && job->tree_gen == db->tree_gen && db->nwriters == 0) {
-        rw_butree_t *t = rw_butree_build(res);
-        bt_holder_t *h = t != NULL ? calloc(1, sizeof(*h)) : NULL;
+    const struct memo_ops *ops = &memo_ops[job->kind];
+    memo_slot_t *m = &db->memo[job->kind];
+    m->building = false;
+    bool settled = writers_settled(db, ops->deps);
+    if (res != NULL && job->gen == m->gen && settled) {
+        void *obj = ops->build(res);
+        memo_holder_t *h = obj != NULL ? calloc(1, sizeof(*h)) : NULL;
         if (h != NULL) {
-            tree_drop(db);
-            h->tree = t;
-            db->tree = h;
-            db->tree_built_at = job->started_at;
-            px_log_debug("native %s/%s: BU tree built (%zu bytes)", db->dbname, db->user,
-                         rw_butree_size(t));
-        } else if (t != NULL) {
-            rw_butree_free(t);
+            memo_drop(db, job->kind);
+            h->obj = obj;
+            h->kind = job->kind;
+            m->h = h;
+            m->built_at = job->started_at;
+            px_log_debug("native %s/%s: %s built (%zu bytes)", db->dbname, db->user, ops->name,
+                         ops->size(obj));
+        } else if (obj != NULL) {
+            ops->free(obj);
         }
     }
     free(job);
 }
 
-/* Forgets writers whose transaction is over; true when none is left. */
-static bool writers_settled(px_ndb_t *db)
-{
-    for (size_t i = 0; i < db->nwriters;) {
-        const px_client_t *c = db->writers[i];
-        const px_server_t *s = c->server;
-        /* Without a server the write is over only if nothing of it waits in the client's input
-           (a client queued for a server still holds its statement). */
-        bool over = s == NULL ? c->state == PX_CL_ACTIVE && c->io.rlen == 0 && c->msg_left == 0
-                              : s->last_status == (uint8_t)'I' && s->pending == 0 && !s->unsynced &&
-                                    s->msg_left == 0 && c->msg_left == 0;
-        if (over) {
-            db->writers[i] = db->writers[--db->nwriters];
-            tree_drop(db);  /* the write may have committed just now */
-            continue;
-        }
-        i++;
-    }
-    return db->nwriters == 0;
-}
-
-static void tree_start_build(px_ndb_t *db)
+static void memo_start_build(px_ndb_t *db, memo_kind_t k)
 {
     px_native_job_t *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return;
     job->db = db;
-    job->tree_gen = db->tree_gen;
+    job->kind = k;
+    job->gen = db->memo[k].gen;
     job->started_at = uv_now(px_loop);
     px_list_init(&job->node);
-    db->tree_building = true;
+    db->memo[k].building = true;
     px_list_append(&db->queue, &job->node);
     db_dispatch(db);
 }
 
-/* The tree to hand to a BU exec, or NULL (and maybe a build started). */
-static bt_holder_t *tree_for_exec(px_ndb_t *db)
+/* The memo of kind k to hand to an exec, or NULL (and maybe a build started). */
+static memo_holder_t *memo_for_exec(px_ndb_t *db, memo_kind_t k)
 {
-    if (px_native_butree_ttl_ms == 0 || !writers_settled(db))
+    const struct memo_ops *ops = &memo_ops[k];
+    if (px_native_butree_ttl_ms == 0 || (ops->deps & ~px_native_reported_tables) != 0 ||
+        !writers_settled(db, ops->deps))
         return NULL;
+    memo_slot_t *m = &db->memo[k];
     uint64_t now = uv_now(px_loop);
-    if (db->tree != NULL && now - db->tree_built_at >= px_native_butree_ttl_ms)
-        tree_drop(db);
-    if (db->tree == NULL) {
-        if (!db->tree_building && (db->nconns > 0 || now >= db->retry_at))
-            tree_start_build(db);
-        return NULL;
-    }
-    return db->tree;
+    if (m->h != NULL && now - m->built_at >= px_native_butree_ttl_ms)
+        memo_drop(db, k);
+    bool stale_soon = m->h == NULL || now - m->built_at >= px_native_butree_ttl_ms / 2;
+    if (stale_soon && !m->building && (db->nconns > 0 || now >= db->retry_at))
+        memo_start_build(db, k);
+    return m->h;
 }
 
-void px_native_note_write(px_pool_t *pool, px_client_t *c)
+static void note_writes(px_ndb_t *db, px_pool_t *pool, px_client_t *c, rw_tableset_t tables)
 {
-    px_ndb_t *db = db_get(pool);
-    if (db == NULL)
-        return;
-    tree_drop(db);
-    for (size_t i = 0; i < db->nwriters; i++)
-        if (db->writers[i] == c)
+    memos_drop(db, tables);
+    for (size_t i = 0; i < db->nwriters; i++) {
+        if (db->writers[i].c == c && db->writers[i].id == c->id) {
+            db->writers[i].tables |= tables;
             return;
+        }
+    }
     if (db->nwriters == db->capwriters) {
         size_t n = db->capwriters ? db->capwriters * 2 : 8;
-        px_client_t **p = realloc(db->writers, n * sizeof(*p));
+        memo_writer_t *p = realloc(db->writers, n * sizeof(*p));
         if (p == NULL) {
-            /* Cannot track the writer: stop using trees for this database until restart
-               rather than risk a stale one. */
+            /* Cannot track the writer: stop using memos until restart (or reload) rather than
+               risk a stale one. */
             px_native_butree_ttl_ms = 0;
             return;
         }
         db->writers = p;
         db->capwriters = n;
     }
-    db->writers[db->nwriters++] = c;
+    db->writers[db->nwriters].c = c;
+    db->writers[db->nwriters].id = c->id;
+    db->writers[db->nwriters].pool = c->pool != NULL ? c->pool : pool;
+    db->writers[db->nwriters].tables = tables;
+    db->nwriters++;
+}
+
+void px_native_note_writes(px_pool_t *pool, px_client_t *c, rw_tableset_t tables)
+{
+    if (tables == 0)
+        return;
+    px_ndb_t *db = db_get(pool);
+    if (db == NULL) {
+        px_native_butree_ttl_ms = 0;  /* cannot record it: no memo may be trusted */
+        return;
+    }
+    note_writes(db, pool, c, tables);
+}
+
+void px_native_note_write(px_pool_t *pool, px_client_t *c)
+{
+    px_native_note_writes(pool, c, TBIT(BT) | TBIT(TYPEASSIST));
 }
 
 void px_native_client_gone(px_client_t *c)
@@ -736,12 +854,24 @@ void px_native_client_gone(px_client_t *c)
     {
         px_ndb_t *db = px_container_of(it, px_ndb_t, node);
         for (size_t i = 0; i < db->nwriters; i++) {
-            if (db->writers[i] == c) {
+            if (db->writers[i].c == c) {
+                rw_tableset_t t = db->writers[i].tables;
                 db->writers[i] = db->writers[--db->nwriters];
-                tree_drop(db);
+                memos_drop(db, t);
                 break;
             }
         }
+    }
+}
+
+void px_native_tables_changed(const char *dbname, uint32_t tables)
+{
+    px_list_t *it, *tmp;
+    px_list_foreach_safe(it, tmp, &g_ndbs)
+    {
+        px_ndb_t *db = px_container_of(it, px_ndb_t, node);
+        if (dbname == NULL || str_eq(db->dbname, dbname))
+            memos_drop(db, (rw_tableset_t)tables);
     }
 }
 
@@ -778,14 +908,19 @@ int px_native_run(px_pool_t *pool, rw_fn_t fn, rw_exec_t *ex, px_native_done_cb 
     }
     if (db->have_info)
         rw_exec_set_dbinfo(ex, &db->info);
-    bt_holder_t *holder = NULL;
-    if (fam == RW_FAM_BU && (holder = tree_for_exec(db)) != NULL) {
-        rw_exec_set_butree(ex, holder->tree);
+    memo_holder_t *holder = NULL;
+    if (fam == RW_FAM_BU && (holder = memo_for_exec(db, MK_BUTREE)) != NULL)
+        rw_exec_set_butree(ex, holder->obj);
+    else if (fn == RW_FN_WEB_CAPS_FOR_CLIENT && (holder = memo_for_exec(db, MK_CAPS)) != NULL)
+        rw_exec_set_capsmemo(ex, holder->obj);
+    else if ((fn == RW_FN_GETJOBNEED || fn == RW_FN_GETEXTTOURJOBNEED) &&
+             (holder = memo_for_exec(db, MK_GROUPS)) != NULL)
+        rw_exec_set_groups(ex, holder->obj);
+    if (holder != NULL)
         holder->refs++;
-    }
     rw_exec_status_t s = rw_exec_start(ex);
     if (s != RW_EXEC_QUERY) {
-        /* Answered without a query: the caller frees ex before anything could drop the tree
+        /* Answered without a query: the caller frees ex before anything could drop the memo
            (no callback runs in between), so the reference can go now. */
         holder_release(holder);
         *st = s;
@@ -846,7 +981,8 @@ void px_native_shutdown(void)
                 nc->job->cb = NULL;
             nc_close(nc, "shutting down");
         }
-        tree_drop(db);
+        for (int k = 0; k < MK__COUNT; k++)
+            memo_drop(db, (memo_kind_t)k);
         free(db->writers);
         px_list_del(&db->node);
         free(db->host);

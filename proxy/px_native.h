@@ -15,7 +15,12 @@
  * failed login turns into RW_EXEC_FALLBACK with RW_REASON_NATIVE_QUERY and the connection is
  * closed (the next job opens a new one); no error from a native connection ever reaches a client.
  *
- * Optional BU tree (native_butree_ttl): see px_native_note_write for when it is dropped.
+ * Optional in-memory data per native database (native_butree_ttl > 0), "memos": the BU tree
+ * (bt, typeassist), the capability query's whole answer (capability) and the group memberships
+ * (pgbelonging) of the job functions. ARCHITECTURE.md "Native data access": a memo is never used
+ * after a write to one of its tables that pgshim saw may have committed (px_native_note_writes),
+ * and is at most native_butree_ttl old otherwise (px_native_tables_changed drops it earlier when
+ * a write that bypassed pgshim is notified).
  */
 #ifndef PGSHIM_PROXY_PX_NATIVE_H
 #define PGSHIM_PROXY_PX_NATIVE_H
@@ -25,6 +30,7 @@
 
 #include "px_proxy.h"
 #include "rw.h"
+#include "rw_writes.h"
 
 typedef struct px_native_job px_native_job_t;
 
@@ -50,15 +56,30 @@ extern uint64_t px_native_step_timeout_ms; /* one query (or the login) at most t
 int px_native_run(px_pool_t *pool, rw_fn_t fn, rw_exec_t *ex, px_native_done_cb cb, void *arg,
                   px_native_job_t **job, rw_exec_status_t *st, rw_reason_t *reason);
 
-/* In-memory business-unit tree per native database (rw_butree_*), used by the BU functions while
-   younger than this many ms; 0 (the default) disables it. */
+/* In-memory data per native database (see the top of this file), used while younger than this
+   many ms and rebuilt in the background from half that age; 0 (the default) disables it. */
 extern uint64_t px_native_butree_ttl_ms;
-/* Client c of pool sent a statement that may write bt or typeassist (rw_writes_tables): the
-   database's tree is dropped now, and not used or rebuilt until c's transaction is over (then it
-   is dropped once more, since that is when the write may have committed). */
+/* Tables whose writes intercept.c reports through px_native_note_writes / px_native_note_write.
+   A memo is only held when every table it depends on is in this set, so that no write pgshim
+   sees can leave it stale. Default: bt and typeassist (the BU tree), which is what intercept.c
+   reports today. The change that turns the capability and membership memos on (intercept.c):
+   in note_bt_writes, call px_native_note_writes(c->pool, c, RW_TABLES_ALL) for a statement too
+   long to look at and px_native_note_writes(c->pool, c, set) for every non-zero set from
+   rw_writes_tables (instead of px_native_note_write only when set has bt or typeassist); and in
+   px_intercept_config_applied, set px_native_reported_tables = RW_TABLES_ALL. */
+extern rw_tableset_t px_native_reported_tables;
+/* Client c of pool sent a statement that may write `tables`: the database's memos depending on
+   them are dropped now, and not used or rebuilt until c's transaction is over (then they are
+   dropped once more, since that is when the write may have committed). */
+void px_native_note_writes(px_pool_t *pool, px_client_t *c, rw_tableset_t tables);
+/* The same for a write to bt or typeassist. */
 void px_native_note_write(px_pool_t *pool, px_client_t *c);
 /* c is going away: it is no longer a writer (its transaction ends with it). */
 void px_native_client_gone(px_client_t *c);
+/* Tables (rw_tableset_t bits) of server database dbname (NULL: every database) changed outside
+   pgshim's sight, e.g. reported by a NOTIFY listener: memos depending on them are dropped now
+   and a build that was already running is discarded. */
+void px_native_tables_changed(const char *dbname, uint32_t tables);
 
 /* The caller no longer wants the result (client gone): the callback will not fire; the job still
    finishes on its connection (so the connection stays usable) and is freed then. */

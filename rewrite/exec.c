@@ -92,6 +92,16 @@ void rw_exec_set_butree(rw_exec_t *ex, const rw_butree_t *t)
     ex->butree = t;
 }
 
+void rw_exec_set_capsmemo(rw_exec_t *ex, const rw_capsmemo_t *m)
+{
+    ex->capsmemo = m;
+}
+
+void rw_exec_set_groups(rw_exec_t *ex, const rw_groups_t *g)
+{
+    ex->groups = g;
+}
+
 bool rw_exec_get_dbinfo(const rw_exec_t *ex, rw_dbinfo_t *out)
 {
     if (!ex->db.valid)

@@ -288,6 +288,24 @@ rw_butree_t *rw_butree_build(const PGresult *res);
 void rw_butree_free(rw_butree_t *t);
 size_t rw_butree_size(const rw_butree_t *t);
 void rw_exec_set_butree(rw_exec_t *ex, const rw_butree_t *t);
+/* Two more optional in-memory copies of small, hot data, built, shared and kept alive the same
+   way as the BU tree (the driver invalidates them when the named table is written):
+   - the capability query's whole answer (capability; functions/capabilities.c): with it set the
+     query runs no statement;
+   - the group memberships (pgbelonging; functions/jobs.c): with it set the job functions skip
+     their first round trip (the person's group set). */
+typedef struct rw_capsmemo rw_capsmemo_t;
+extern const char rw_capsmemo_sql[];
+rw_capsmemo_t *rw_capsmemo_build(const PGresult *res);
+void rw_capsmemo_free(rw_capsmemo_t *m);
+size_t rw_capsmemo_size(const rw_capsmemo_t *m);
+void rw_exec_set_capsmemo(rw_exec_t *ex, const rw_capsmemo_t *m);
+typedef struct rw_groups rw_groups_t;
+extern const char rw_groups_sql[];
+rw_groups_t *rw_groups_build(const PGresult *res);
+void rw_groups_free(rw_groups_t *g);
+size_t rw_groups_size(const rw_groups_t *g);
+void rw_exec_set_groups(rw_exec_t *ex, const rw_groups_t *g);
 
 /* rw_describe_call / rw_template_describe with the database's facts, so that functions returning
    geography can be described (the variants without them return -3 for those). */

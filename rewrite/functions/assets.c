@@ -2,15 +2,15 @@
  * assets.c: native asset functions (spec 3.6 fn_getassetvsquestionset, 3.7 fn_getassetdetails).
  *
  * fn_getassetdetails is one round trip: the site's matching assets joined to their service
- * provider (bt) and to every top-level question set of the site whose assetincludes lists the
- * asset id as text; rows come back ordered by asset id (the order spec
- * section 10 proposes) with one row per (asset, matching question set). C groups them per asset and
- * composes qsetids and qsetname exactly as fn_getassetvsquestionset would: distinct values, sorted
- * in C-collation order, joined by ' ' or '~'. The legacy function calls fn_getassetvsquestionset
- * twice per asset row from PL/pgSQL; the join does the same matching in one set-based plan.
+ * provider (bt) and to the per-asset aggregate of every top-level question set of the site whose
+ * assetincludes lists the asset id as text; rows come back ordered by asset id (the order spec
+ * section 10 proposes) and go to DataRows verbatim. qsetids and qsetname are aggregated in SQL
+ * exactly as fn_getassetvsquestionset composes them (distinct values in the default collation,
+ * joined by ' ' or '~'). The legacy function calls fn_getassetvsquestionset twice per asset row
+ * from PL/pgSQL; the aggregate does the same matching in one set-based plan.
  *
- * Text sorting needs the database's default collation to be C (rw_dbinfo_t.collate_c); otherwise
- * these calls fall back.
+ * fn_getassetvsquestionset sorts in C, which needs the database's default collation to be C
+ * (rw_dbinfo_t.collate_c); otherwise its calls fall back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,29 +58,31 @@ static const char sql_vsq[] =
     " where q.parent_id = 1 and q.bu_id = $1::bigint and $2::text = any(q.assetincludes)";
 
 /* $1 mdtz, $2 site id. Columns: the 28 result columns, one row per asset, ordered by id.
-   The site's top-level question sets are unnested once and hash-joined on the asset id text:
-   text equality is exactly the legacy `_assetcode = ANY (assetincludes::text[])` test (the
-   default collation is deterministic), while evaluating ANY per (asset, question set) pair costs
-   an array coercion each time. qsetids/qsetname are then aggregated per asset exactly as
-   fn_getassetvsquestionset builds them: distinct values, ordered in the database's default
-   collation (the same the legacy sorts with), joined by ' ' or '~', '' when none. Grouping by
-   the asset and provider primary keys keeps one row per asset. q.bu_id = $2 equals the legacy's
-   q.bu_id = a.bu_id because a.bu_id = $2. */
+   The site's top-level question sets are unnested once and aggregated per asset id text first
+   (a few hundred narrow rows), then hash-joined to the site's assets: aggregating after the join
+   would sort the wide asset rows (geography and all) once per matching question set. Text
+   equality is exactly the legacy `_assetcode = ANY (assetincludes::text[])` test (the default
+   collation is deterministic); evaluating ANY per (asset, question set) pair would cost an array
+   coercion each time. qsetids/qsetname are aggregated exactly as fn_getassetvsquestionset builds
+   them: distinct values, ordered in the database's default collation (the same the legacy sorts
+   with), joined by ' ' or '~', '' when none. The aggregate is grouped by the id text, so it has
+   at most one row per asset, and s joins on bt's primary key: one row per asset without an outer
+   GROUP BY. q.bu_id = $2 equals the legacy's q.bu_id = a.bu_id because a.bu_id = $2. */
 static const char sql_details[] =
     "select a.id, a.uuid, a.assetcode, a.assetname, a.enable, a.iscritical, a.gpslocation,"
     " a.parent_id, a.runningstatus, a.identifier, a.type_id, a.category_id, a.subcategory_id,"
     " a.brand_id, a.ctzoffset, a.capacity, a.unit_id, a.bu_id, a.client_id, a.cuser_id,"
     " a.muser_id, a.cdtz, a.mdtz, a.location_id, a.servprov_id, s.buname,"
-    " coalesce(string_agg(distinct q.id::text, ' ' order by q.id::text), ''),"
-    " coalesce(string_agg(distinct q.qsetname::text, '~' order by q.qsetname::text), '')"
+    " coalesce(q.ids, ''), coalesce(q.names, '')"
     " from asset a"
     " left join bt s on s.id = a.servprov_id"
-    " left join (select q.id, q.qsetname, x.aid from questionset q"
-    "  cross join lateral unnest(q.assetincludes) x(aid)"
-    "  where q.parent_id = 1 and q.bu_id = $2::bigint) q on q.aid::text = a.id::text"
+    " left join (select x.aid::text as aid,"
+    "  string_agg(distinct q.id::text, ' ' order by q.id::text) as ids,"
+    "  string_agg(distinct q.qsetname::text, '~' order by q.qsetname::text) as names"
+    "  from questionset q cross join lateral unnest(q.assetincludes) x(aid)"
+    "  where q.parent_id = 1 and q.bu_id = $2::bigint group by 1) q on q.aid = a.id::text"
     " where a.mdtz >= $1::timestamptz and a.bu_id = $2::bigint and a.identifier <> 'NEA'"
     " and a.enable = true"
-    " group by a.id, s.id"
     " order by a.id";
 
 /* Composes the fn_getassetvsquestionset value from n collected strings (modified in place). */

@@ -8,6 +8,10 @@
  * reached twice means a parent cycle through the root: the legacy recursive query would never
  * end, so the call falls back.
  *
+ * Optional memo (rw_capsmemo_*): the query has no arguments, so a driver may keep the composed
+ * rows of one database in memory (built from the same query, invalidated when capability is
+ * written) and every call then answers with a RowDescription and a copy of those bytes.
+ *
  * RowDescription: the columns the query's select list produces. Unlike a function result these
  * come from a query: both branches of the recursive UNION carry the table's varchar columns
  * unchanged, so PostgreSQL keeps their typmods (varchar(1000) -> 1004, varchar(50) -> 54,
@@ -32,9 +36,6 @@ const rw_col_t rw__cols_caps[] = {
     {"xpath", RW_OID_TEXT, -1, -1},
 };
 const size_t rw__ncols_caps = sizeof rw__cols_caps / sizeof rw__cols_caps[0];
-
-static const char sql_caps[] =
-    "select c.id, c.capsname, c.capscode, c.parent_id, c.cfor from capability c";
 
 typedef struct cap_node {
     int64_t id;
@@ -90,14 +91,13 @@ static char *cat3(const char *a, const char *b, const char *c, const char *d)
     return r;
 }
 
-rw_exec_status_t rw_fun_web_caps_for_client(rw_exec_t *ex, const PGresult *res)
+/* Composes the capability rows of res (a result of rw_capsmemo_sql) into DataRows and the
+   CommandComplete on body. Returns RW_REASON_NONE, or why the call cannot be answered natively
+   (then body holds garbage and must be discarded). */
+static rw_reason_t caps_compose(const PGresult *res, pgw_buf_t *body)
 {
-    if (!ex->db.collate_c)
-        return rw__exec_fallback(ex, RW_REASON_UNSUPPORTED);
-    if (res == NULL)
-        return rw__exec_query(ex, sql_caps, 0, NULL);
     if (!rw__res_ok(res, 5))
-        return rw__exec_fallback(ex, RW_REASON_NATIVE_QUERY);
+        return RW_REASON_NATIVE_QUERY;
     int n = PQntuples(res);
     rw_reason_t why = RW_REASON_NOMEM;
     cap_node_t *v = calloc((size_t)n + 1, sizeof *v);
@@ -163,26 +163,24 @@ rw_exec_status_t rw_fun_web_caps_for_client(rw_exec_t *ex, const PGresult *res)
         }
     }
     qsort(out, (size_t)nout, sizeof *out, cmp_xpath);
-    if (rw__describe_fn(&ex->call, &ex->db, &ex->describe) < 0)
-        goto fail;
     for (int i = 0; i < nout; i++) {
         const cap_node_t *c = out[i];
-        pgw_data_row_begin(&ex->body, 8);
+        pgw_data_row_begin(body, 8);
         for (int col = 0; col < 5; col++) {
             if (PQgetisnull(res, c->row, col))
-                pgw_data_row_put_null(&ex->body);
+                pgw_data_row_put_null(body);
             else
-                pgw_data_row_put(&ex->body, PQgetvalue(res, c->row, col),
+                pgw_data_row_put(body, PQgetvalue(res, c->row, col),
                                  PQgetlength(res, c->row, col));
         }
         char dbuf[16];
         int dl = snprintf(dbuf, sizeof dbuf, "%d", c->depth);
-        pgw_data_row_put(&ex->body, dbuf, dl);
-        pgw_data_row_put(&ex->body, c->path, (int32_t)strlen(c->path));
-        pgw_data_row_put(&ex->body, c->xpath, (int32_t)strlen(c->xpath));
-        pgw_data_row_end(&ex->body);
+        pgw_data_row_put(body, dbuf, dl);
+        pgw_data_row_put(body, c->path, (int32_t)strlen(c->path));
+        pgw_data_row_put(body, c->xpath, (int32_t)strlen(c->xpath));
+        pgw_data_row_end(body);
     }
-    rw__command_complete(&ex->body, (uint64_t)nout);
+    rw__command_complete(body, (uint64_t)nout);
     for (int i = 0; i < n; i++) {
         free(v[i].path);
         free(v[i].xpath);
@@ -190,7 +188,7 @@ rw_exec_status_t rw_fun_web_caps_for_client(rw_exec_t *ex, const PGresult *res)
     free(v);
     free(out);
     free(queue);
-    return rw__exec_done(ex);
+    return pgw_buf_failed(body) ? RW_REASON_NOMEM : RW_REASON_NONE;
 fail:
     if (v)
         for (int i = 0; i < n; i++) {
@@ -200,5 +198,78 @@ fail:
     free(v);
     free(out);
     free(queue);
-    return rw__exec_fallback(ex, why);
+    return why;
+}
+
+/* The whole answer of the capability query for one database: the query has no arguments, so
+   the composed DataRows and CommandComplete (or the reason it cannot be answered) are the same
+   for every call until the capability table changes. */
+struct rw_capsmemo {
+    rw_reason_t reason;     /* RW_REASON_NONE: body holds the answer */
+    uint8_t *body;
+    size_t len;
+};
+
+const char rw_capsmemo_sql[] = "select c.id, c.capsname, c.capscode, c.parent_id, c.cfor from capability c";
+
+rw_capsmemo_t *rw_capsmemo_build(const PGresult *res)
+{
+    if (!rw__res_ok(res, 5))
+        return NULL;
+    rw_capsmemo_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    pgw_buf_t b;
+    pgw_buf_init(&b);
+    m->reason = caps_compose(res, &b);
+    if (m->reason == RW_REASON_NOMEM) {
+        pgw_buf_free(&b);
+        free(m);
+        return NULL;
+    }
+    if (m->reason == RW_REASON_NONE) {
+        m->body = pgw_buf_steal(&b, &m->len);
+        if (!m->body) {
+            free(m);
+            return NULL;
+        }
+    }
+    pgw_buf_free(&b);
+    return m;
+}
+
+void rw_capsmemo_free(rw_capsmemo_t *m)
+{
+    if (!m)
+        return;
+    free(m->body);
+    free(m);
+}
+
+size_t rw_capsmemo_size(const rw_capsmemo_t *m)
+{
+    return m ? sizeof *m + m->len : 0;
+}
+
+rw_exec_status_t rw_fun_web_caps_for_client(rw_exec_t *ex, const PGresult *res)
+{
+    if (!ex->db.collate_c)
+        return rw__exec_fallback(ex, RW_REASON_UNSUPPORTED);
+    if (res == NULL && ex->capsmemo) {
+        const rw_capsmemo_t *m = ex->capsmemo;
+        if (m->reason != RW_REASON_NONE)
+            return rw__exec_fallback(ex, m->reason);
+        if (rw__describe_fn(&ex->call, &ex->db, &ex->describe) < 0)
+            return rw__exec_fallback(ex, RW_REASON_NOMEM);
+        pgw_buf_append(&ex->body, m->body, m->len);
+        return rw__exec_done(ex);
+    }
+    if (res == NULL)
+        return rw__exec_query(ex, rw_capsmemo_sql, 0, NULL);
+    rw_reason_t why = caps_compose(res, &ex->body);
+    if (why != RW_REASON_NONE)
+        return rw__exec_fallback(ex, why);
+    if (rw__describe_fn(&ex->call, &ex->db, &ex->describe) < 0)
+        return rw__exec_fallback(ex, RW_REASON_NOMEM);
+    return rw__exec_done(ex);
 }

@@ -130,6 +130,8 @@ struct rw_exec {
     char parambuf[RW_EXEC_MAX_PARAMS][32];
     char *owned_param;               /* a longer parameter text kept across steps (freed) */
     const rw_butree_t *butree;       /* borrowed; NULL = read bt with queries */
+    const rw_capsmemo_t *capsmemo;   /* borrowed; NULL = run the capability query */
+    const rw_groups_t *groups;       /* borrowed; NULL = query the person's groups */
     pgw_buf_t describe;
     pgw_buf_t body;
 };

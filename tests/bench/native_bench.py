@@ -3,7 +3,8 @@
 plus pgbench -S TPS through pgshim with interception configured vs not.
 
     tests/bench/native [--scale 1] [--calls 200] [--db NAME] [--only SUBSTR] [--json FILE]
-                       [--pgbench-seconds 10] [--pgbench-rounds 3] [--skip-pgbench] [--no-calls]
+                       [--memo-ttl SECS] [--no-prewarm] [--pgbench-seconds 5] [--pgbench-rounds 10]
+                       [--skip-pgbench] [--no-calls]
 
 Part 1: for every shape of tests/bench/legacy_bench.py (same argument generators, imported), runs
 --calls random calls, each one twice -- through pgshim with the tenant in native mode and
@@ -12,12 +13,22 @@ alternates), and prints median and p95 wall latency (execute + fetch, psycopg2 c
 binding as Django sends it, session TimeZone UTC), the speedup legacy/native, how many of the
 calls pgshim answered natively (SHOW INTERCEPTS native counter delta; "n/a" when the console
 cannot say) and how many answers differed (multiset compare where spec 10 calls the legacy order
-undefined).
+undefined). Each call is first run once untimed on both sides (--no-prewarm turns that off):
+the fixture's jobneed is larger than shared_buffers, so without it whichever side runs first pays
+the page reads for both, the latencies of I/O-bound shapes are a 50/50 mix of cold and warm runs
+and their medians jump between runs; prewarmed, both sides are timed on cached pages (the steady
+state of a hot working set). --memo-ttl sets native_butree_ttl on that pgshim (its in-memory BU tree, capability
+answer and group memberships; 0, the default, benches without them, as pgshim's default is).
 
 Part 2: pgbench -S (select-only, simple protocol) through two pgshim instances in transaction
 mode, one with `[tenant.<pgbench db>] all = native` and one without any interception sections;
---pgbench-rounds rounds, interleaved (order alternates per round); medians and ratio (target:
-configured within 3% of not configured).
+--pgbench-rounds rounds of four runs each, A B B A (which instance is A alternates per round).
+Each round yields one ratio configured / not configured, so drift of the shared machine between
+rounds, and linear drift within one, cancels; the verdict is on the median of those per-round
+ratios, printed with their spread (min, max, interquartile range). Target: configured within 3%
+of not configured. Because TPS on the shared machine swings by more than that, each run also
+records the pgshim process's own CPU time per transaction (/proc/PID/schedstat), the cost the
+interception configuration could add, with the same per-round ratios.
 
 Servers: the PostgreSQL exported by `eval "$(tests/harness/pgenv start ...)"` if PGPORT answers,
 else a throw-away one on --pg-port started and stopped here. The fixture database (--db, default
@@ -64,8 +75,12 @@ def parse_args():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", help="only shapes whose function or label contains this")
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--pgbench-seconds", type=int, default=10)
-    ap.add_argument("--pgbench-rounds", type=int, default=3)
+    ap.add_argument("--pgbench-seconds", type=int, default=5)
+    ap.add_argument("--pgbench-rounds", type=int, default=10)
+    ap.add_argument("--no-prewarm", dest="prewarm", action="store_false",
+                    help="do not run each call once untimed on both sides first")
+    ap.add_argument("--memo-ttl", type=float, default=0.0,
+                    help="native_butree_ttl of the native pgshim (seconds; 0 = no in-memory data)")
     ap.add_argument("--pgbench-clients", type=int, default=10)
     ap.add_argument("--pgbench-scale", type=int, default=5)
     ap.add_argument("--skip-pgbench", action="store_true")
@@ -116,8 +131,10 @@ def ensure_fixture(pg, db, scale):
                     str(scale), "--drop", "--quiet"], env=env, check=True, timeout=1800)
 
 
-def start_shim(binary, port, pg_port, basedir, sections):
+def start_shim(binary, port, pg_port, basedir, sections, memo_ttl=0.0):
     extra = {"admin_users": "postgres"}
+    if memo_ttl > 0:
+        extra["native_butree_ttl"] = "%g" % memo_ttl
     key = caps_ini_key()
     if key:
         extra[key] = os.path.join(REPO, "tests", "fixture", "caps_query.sql")
@@ -195,6 +212,9 @@ def call_bench(a, pg, shim, db):
             q, params = (sql.format(*args), None) if inline else (sql, args if args else None)
             first_native = k % 2 == 0
             pairs = [(vc, lat_n), (dc, lat_l)] if first_native else [(dc, lat_l), (vc, lat_n)]
+            if a.prewarm:
+                for cur, _ in pairs:
+                    timed(cur, q, params)
             got = {}
             for cur, lat in pairs:
                 ms, rows, err = timed(cur, q, params)
@@ -210,7 +230,7 @@ def call_bench(a, pg, shim, db):
         answered = None
         if before is not None and after is not None:
             answered = after.get(stat_fn, 0) - before.get(stat_fn, 0)
-        n_calls = a.calls + 5
+        n_calls = (a.calls + 5) * (2 if a.prewarm else 1)
         r = dict(function=fn, shape=label, calls=len(lat_n),
                  legacy_median=statistics.median(lat_l), legacy_p95=lb.percentile(lat_l, 0.95),
                  native_median=statistics.median(lat_n), native_p95=lb.percentile(lat_n, 0.95),
@@ -222,21 +242,69 @@ def call_bench(a, pg, shim, db):
             % (fn, r["legacy_median"], r["legacy_p95"], r["native_median"], r["native_p95"],
                r["speedup_median"] or 0, "n/a" if answered is None else answered, n_calls,
                differ, label))
+    # The floor: a statement that is not intercepted, direct vs through pgshim. A native answer
+    # cannot be faster than this relative to a legacy function that costs PostgreSQL nothing.
+    lat_n, lat_l = [], []
+    for k in range(a.calls + 5):
+        pairs = [(vc, lat_n), (dc, lat_l)] if k % 2 == 0 else [(dc, lat_l), (vc, lat_n)]
+        for cur, lat in pairs:
+            ms, _, _ = timed(cur, "select 1", None)
+            if k >= 5:
+                lat.append(ms)
+    r = dict(function="(floor) select 1", shape="not intercepted: pass-through vs direct",
+             calls=len(lat_n), legacy_median=statistics.median(lat_l),
+             legacy_p95=lb.percentile(lat_l, 0.95), native_median=statistics.median(lat_n),
+             native_p95=lb.percentile(lat_n, 0.95), answered=None, answered_of=a.calls + 5,
+             differ=0, errors=0)
+    r["speedup_median"] = r["legacy_median"] / r["native_median"]
+    r["speedup_p95"] = r["legacy_p95"] / r["native_p95"]
+    results.append(r)
+    log("%-26s direct %7.2f/%7.2f  pgshim %7.2f/%7.2f  x%5.2f" % (
+        r["function"], r["legacy_median"], r["legacy_p95"], r["native_median"], r["native_p95"],
+        r["speedup_median"]))
     direct.close()
     via.close()
     return results
 
 
-def pgbench_tps(port, db, args, timeout):
+def proc_cpu_seconds(pid):
+    """CPU seconds the process has used so far (Linux: /proc/PID/schedstat in nanoseconds, summed
+    over its threads by the kernel; /proc/PID/stat in clock ticks where schedstat is missing), or
+    None."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pgbench_tps(port, db, args, timeout, pid=None):
+    """TPS of one pgbench run; with pid also the CPU microseconds that process spent per
+    transaction (TPS swings with the load of the shared machine; the proxy's own CPU per
+    transaction hardly does)."""
     env = dict(os.environ, PGPASSWORD=PASSWORD)
     argv = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n"] + args + [db]
+    cpu0 = proc_cpu_seconds(pid) if pid else None
     r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=timeout)
+    cpu1 = proc_cpu_seconds(pid) if pid else None
     m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
+    n = re.search(r"^number of transactions actually processed: ([0-9]+)", r.stdout, re.M)
     if r.returncode != 0 or not m:
         log("pgbench on %d failed (exit %d): %s" % (port, r.returncode, r.stdout[-1500:]))
-        return None
-    return float(m.group(1))
+        return (None, None) if pid else None
+    if not pid:
+        return float(m.group(1))
+    us = None
+    if cpu0 is not None and cpu1 is not None and n and int(n.group(1)) > 0:
+        us = (cpu1 - cpu0) * 1e6 / int(n.group(1))
+    return float(m.group(1)), us
 
 
 def pgbench_part(a, pg, basedir):
@@ -259,17 +327,34 @@ def pgbench_part(a, pg, basedir):
                            {"intercept": [("all", "off")],
                             "tenant.%s" % db: [("all", "native")]})
     without = start_shim(a.pgshim_bin, a.pgshim_port + 2, pg.pg_port, basedir, {})
-    res = {"configured": [], "not configured": []}
+    res = {"configured": [], "not configured": [], "ratios": [],
+           "cpu configured": [], "cpu not configured": [], "cpu ratios": []}
     try:
         targets = [("configured", with_icpt), ("not configured", without)]
         args = ["-S", "-c", str(a.pgbench_clients), "-j", "2", "-T", str(a.pgbench_seconds)]
+        # one short unmeasured run each: connections, caches and the CPU governor settle first
+        for name, p in targets:
+            pgbench_tps(p.port, db, ["-S", "-c", str(a.pgbench_clients), "-j", "2", "-T", "2"], 60)
+        # Each round runs A B B A (A and B alternate between rounds), so a load change on the
+        # shared machine that is linear over the round cancels out of the round's ratio.
         for rnd in range(a.pgbench_rounds):
-            order = targets if rnd % 2 == 0 else list(reversed(targets))
-            for name, p in order:
-                tps = pgbench_tps(p.port, db, args, a.pgbench_seconds * 3 + 60)
-                log("pgbench round %d %-15s tps=%s" % (rnd + 1, name, tps))
+            first, second = targets if rnd % 2 == 0 else list(reversed(targets))
+            got = {"configured": [], "not configured": []}
+            cpu = {"configured": [], "not configured": []}
+            for name, p in (first, second, second, first):
+                tps, us = pgbench_tps(p.port, db, args, a.pgbench_seconds * 3 + 60,
+                                      pid=p.proc.pid if p.proc else None)
+                log("pgbench round %d %-15s tps=%s pgshim cpu us/xact=%s" % (rnd + 1, name, tps, us))
                 if tps is not None:
                     res[name].append(tps)
+                    got[name].append(tps)
+                if us is not None:
+                    res["cpu " + name].append(us)
+                    cpu[name].append(us)
+            if len(got["configured"]) == 2 and len(got["not configured"]) == 2:
+                res["ratios"].append(sum(got["configured"]) / sum(got["not configured"]))
+            if len(cpu["configured"]) == 2 and len(cpu["not configured"]) == 2:
+                res["cpu ratios"].append(sum(cpu["configured"]) / sum(cpu["not configured"]))
     finally:
         for p in (with_icpt, without):
             p.stop()
@@ -297,7 +382,8 @@ def main():
         if not a.no_calls:
             ensure_fixture(pg, db, a.scale)
             shim = start_shim(a.pgshim_bin, a.pgshim_port, pg.pg_port, basedir,
-                              {"intercept": [("all", "off")], "tenant.%s" % db: [("all", "native")]})
+                              {"intercept": [("all", "off")], "tenant.%s" % db: [("all", "native")]},
+                              memo_ttl=a.memo_ttl)
             try:
                 out["calls_results"] = call_bench(a, pg, shim, db)
             finally:
@@ -316,10 +402,11 @@ def main():
     if "calls_results" in out:
         print()
         print("Legacy function (direct to PostgreSQL) vs pgshim native mode, db %s (scale %g), "
-              "%d interleaved calls per shape, ms" % (db, a.scale, a.calls))
+              "%d interleaved calls per shape%s, ms" % (db, a.scale, a.calls,
+                                                         ", each prewarmed" if a.prewarm else ""))
         print()
         print("| function | caller shape | legacy median | legacy p95 | pgshim median | pgshim p95 "
-              "| speedup median | speedup p95 | answered natively (incl. 5 warm-up) | differ |")
+              "| speedup median | speedup p95 | answered natively (incl. 5 warm-up calls and the prewarm runs) | differ |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in out["calls_results"]:
             print("| %s | %s | %.2f | %.2f | %.2f | %.2f | %sx | %sx | %s | %d |" % (
@@ -331,21 +418,41 @@ def main():
                 r["differ"]))
     if "pgbench" in out:
         pb = out["pgbench"]
-        med = {k: statistics.median(v) if v else None for k, v in pb.items()}
+        med = {k: statistics.median(v) if v else None for k, v in pb.items() if "ratios" not in k}
         print()
-        print("pgbench -S through pgshim (transaction mode), %d clients, %d s x %d rounds, "
-              "interleaved" % (a.pgbench_clients, a.pgbench_seconds, a.pgbench_rounds))
+        print("pgbench -S through pgshim (transaction mode), %d clients, %d rounds of 4 x %d s "
+              "(A B B A)" % (a.pgbench_clients, a.pgbench_rounds, a.pgbench_seconds))
         print()
         print("| pgshim | TPS per round | median TPS |")
         print("| --- | --- | ---: |")
         for k in ("configured", "not configured"):
             print("| interception %s | %s | %s |" % (
                 k, ", ".join("%.0f" % x for x in pb[k]), "%.0f" % med[k] if med[k] else "-"))
-        if med["configured"] and med["not configured"]:
-            ratio = med["configured"] / med["not configured"]
-            print("| ratio configured / not configured | | %.3f (%s 3%% target) |"
-                  % (ratio, "within" if abs(1 - ratio) <= 0.03 else "OUTSIDE"))
-            out["pgbench_ratio"] = ratio
+        for k in ("configured", "not configured"):
+            v = pb["cpu " + k]
+            if v:
+                print("| pgshim CPU us per transaction, interception %s | %s | %.1f |" % (
+                    k, ", ".join("%.1f" % x for x in v), statistics.median(v)))
+        for key, label in (("ratios", "TPS"), ("cpu ratios", "pgshim CPU per transaction")):
+            rs = sorted(pb[key])
+            if not rs:
+                continue
+            ratio = statistics.median(rs)
+            q1, q3 = (lb.percentile(rs, 0.25), lb.percentile(rs, 0.75)) if len(rs) > 1 else (rs[0], rs[0])
+            print("| per-round %s ratio configured / not configured | %s | median %.3f |"
+                  % (label, ", ".join("%.3f" % x for x in pb[key]), ratio))
+            out["pgbench_" + key.replace(" ", "_")] = dict(median=ratio, min=rs[0], q1=q1, q3=q3,
+                                                          max=rs[-1], rounds=len(rs))
+        print()
+        for key, label in (("ratios", "TPS"), ("cpu ratios", "pgshim CPU per transaction")):
+            d = out.get("pgbench_" + key.replace(" ", "_"))
+            if d:
+                print("%s: median per-round ratio %.3f (%s the 3%% target); spread min %.3f, max "
+                      "%.3f, interquartile %.3f-%.3f over %d rounds."
+                      % (label, d["median"], "within" if abs(1 - d["median"]) <= 0.03 else "OUTSIDE",
+                         d["min"], d["max"], d["q1"], d["q3"], d["rounds"]))
+        if med.get("configured") and med.get("not configured"):
+            print("Ratio of median TPS %.3f." % (med["configured"] / med["not configured"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1, default=str)

@@ -25,7 +25,9 @@
  * time includes its queries (prepared once per connection, as a driver would) and composition.
  *
  * Usage: rw_diff [--conn CONNINFO] [--per-fn N] [--caps-file FILE] [--timing N] [--seed S]
- *                [--butree]   (BU functions answer from the optional in-memory tree)
+ *                [--memos]    (answer from the optional in-memory data: the BU tree, the
+ *                              capability answer and the group memberships; --butree is the
+ *                              old name of the same switch)
  *   CONNINFO defaults to the libpq environment (PGHOST, PGPORT, PGDATABASE, ...).
  *   Exit status 0 only when there are zero differences.
  */
@@ -606,7 +608,9 @@ static const char *compare(const answer_t *L, const answer_t *N, bool by_id)
  * Running one case
  * ------------------------------------------------------------------------------------------- */
 static rw_dbinfo_t dbinfo;
-static rw_butree_t *butree;   /* --butree: BU functions answer from an in-memory tree */
+static rw_butree_t *butree;   /* --memos: BU functions answer from an in-memory tree */
+static rw_capsmemo_t *capsmemo;  /* --memos: the capability query answers from memory */
+static rw_groups_t *groups;   /* --memos: job functions take G from memory */
 
 typedef struct fnstat {
     int calls, same, diff, fallbacks;
@@ -632,6 +636,10 @@ static rw_exec_status_t run_native(const rw_call_t *call, rw_exec_t **ex_out)
     rw_exec_set_dbinfo(ex, &dbinfo);
     if (butree && rw_fn_family(call->fn) == RW_FAM_BU)
         rw_exec_set_butree(ex, butree);
+    if (capsmemo && call->fn == RW_FN_WEB_CAPS_FOR_CLIENT)
+        rw_exec_set_capsmemo(ex, capsmemo);
+    if (groups && (call->fn == RW_FN_GETJOBNEED || call->fn == RW_FN_GETEXTTOURJOBNEED))
+        rw_exec_set_groups(ex, groups);
     rw_exec_status_t st = rw_exec_start(ex);
     int guard = 0;
     while (st == RW_EXEC_QUERY && guard++ < 10) {
@@ -1110,13 +1118,13 @@ int main(int argc, char **argv)
             timing = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--caps-file") && i + 1 < argc)
             caps_file = argv[++i];
-        else if (!strcmp(argv[i], "--butree"))
+        else if (!strcmp(argv[i], "--butree") || !strcmp(argv[i], "--memos"))
             use_butree = true;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             rng_state = strtoull(argv[++i], NULL, 10) | 1;
         else
             die("usage: rw_diff [--conn CONNINFO] [--per-fn N] [--timing N] [--caps-file FILE] [--seed S]"
-                " [--butree]");
+                " [--memos]");
     }
     conn = PQconnectdb(conninfo);
     if (PQstatus(conn) != CONNECTION_OK)
@@ -1147,7 +1155,17 @@ int main(int argc, char **argv)
         PQclear(r);
         if (!butree)
             die("cannot build the BU tree");
-        printf("BU functions answer from an in-memory tree of %zu rows\n", rw_butree_size(butree));
+        printf("BU functions answer from an in-memory tree of %zu bytes\n", rw_butree_size(butree));
+        r = PQexec(conn, rw_capsmemo_sql);
+        capsmemo = rw_capsmemo_build(r);
+        PQclear(r);
+        r = PQexec(conn, rw_groups_sql);
+        groups = rw_groups_build(r);
+        PQclear(r);
+        if (!capsmemo || !groups)
+            die("cannot build the capability answer or the group memberships");
+        printf("capability query and job groups answer from memory (%zu + %zu bytes)\n",
+               rw_capsmemo_size(capsmemo), rw_groups_size(groups));
     }
 
     bu_ids = col0("select id::text from bt order by id");
@@ -1215,6 +1233,8 @@ int main(int argc, char **argv)
     sl_free(&site_ids);
     free(caps_sql);
     rw_butree_free(butree);
+    rw_capsmemo_free(capsmemo);
+    rw_groups_free(groups);
     PQfinish(conn);
     return total_diff ? 1 : 0;
 }

@@ -3,7 +3,8 @@
  * database: RowDescriptions (names, OIDs, typlen, typmod, table OID/attnum 0, text format), the
  * answers PostgreSQL gives without reading data (fn_get_bulist's NOTICE with an unknown phrase,
  * its 22004 and 42804 errors, fn_men*bt's NOTICE + 2F005 for an unknown mode, NULL arguments),
- * the query/feed sequencing with a synthetic PGresult, and the in-memory BU tree.
+ * the query/feed sequencing with a synthetic PGresult, and the in-memory BU tree, capability
+ * answer and group memberships.
  * Expected messages were checked against PostgreSQL 15 with the fixture's functions by
  * tests/differential/rw_diff.
  */
@@ -373,4 +374,125 @@ Test(native_exec, butree_answers_without_query)
         rw_exec_free(ex);
     }
     rw_butree_free(t);
+}
+
+/* Capability rows: root 1 (WEB) with children 3 and 2, 4 under 2; 9 is not under the root. */
+static const char *caps_names[] = {"id", "capsname", "capscode", "parent_id", "cfor"};
+static const char *caps_rows[] = {
+    "1", "Root", "NONE", NULL, "WEB",  "3", "C3", "THREE", "1", "WEB",
+    "2", "C2", "TWO", "1", "WEB",     "4", "C4", "FOUR", "2", "WEB",
+    "9", "C9", "NINE", "7", "WEB",
+};
+
+Test(native_exec, capsmemo_answers_like_the_query)
+{
+    rw_call_t c = mkcall(RW_FN_WEB_CAPS_FOR_CLIENT, RW_SHAPE_QUERY, "", 0, 0, NULL);
+    PGresult *r = mkres(5, caps_names, 5, caps_rows);
+    /* Through the query. */
+    rw_exec_t *q = rw_exec_new(&c);
+    rw_exec_set_dbinfo(q, &db_c);
+    cr_assert_eq(rw_exec_start(q), RW_EXEC_QUERY);
+    cr_assert_str_eq(rw_exec_sql(q), rw_capsmemo_sql);
+    cr_assert_eq(rw_exec_feed(q, r), RW_EXEC_DONE);
+    /* From the memo: no query, the same bytes. */
+    rw_capsmemo_t *memo = rw_capsmemo_build(r);
+    PQclear(r);
+    cr_assert_not_null(memo);
+    rw_exec_t *ex = rw_exec_new(&c);
+    rw_exec_set_dbinfo(ex, &db_c);
+    rw_exec_set_capsmemo(ex, memo);
+    cr_assert_eq(rw_exec_start(ex), RW_EXEC_DONE);
+    cr_assert_eq(rw_exec_body(ex)->len, rw_exec_body(q)->len);
+    cr_assert(memcmp(rw_exec_body(ex)->data, rw_exec_body(q)->data, rw_exec_body(q)->len) == 0);
+    cr_assert_eq(rw_exec_describe(ex)->len, rw_exec_describe(q)->len);
+    cr_assert(memcmp(rw_exec_describe(ex)->data, rw_exec_describe(q)->data,
+                     rw_exec_describe(q)->len) == 0);
+    /* Four rows by xpath: 1, 1>22, 1>22>43, 1>32. */
+    msgs_t m = {rw_exec_body(ex), 0};
+    pgw_frame_t f;
+    for (int i = 0; i < 4; i++) {
+        cr_assert(next_msg(&m, &f));
+        cr_assert_eq(f.type, PGW_MSG_DATA_ROW);
+    }
+    expect_tag(&m, "SELECT 4");
+    rw_exec_free(ex);
+    rw_exec_free(q);
+    /* A database whose collation is not C still falls back, memo or not. */
+    rw_dbinfo_t db_other = db_c;
+    db_other.collate_c = false;
+    ex = rw_exec_new(&c);
+    rw_exec_set_dbinfo(ex, &db_other);
+    rw_exec_set_capsmemo(ex, memo);
+    cr_assert_eq(rw_exec_start(ex), RW_EXEC_FALLBACK);
+    rw_exec_free(ex);
+    rw_capsmemo_free(memo);
+}
+
+Test(native_exec, capsmemo_keeps_the_fallback_of_a_cycle)
+{
+    /* 1 -> 2 -> 1: the legacy recursive query would never end; the memo must not answer. */
+    static const char *rows[] = {
+        "1", "Root", "NONE", "2", "WEB",  "2", "C2", "TWO", "1", "WEB",
+    };
+    PGresult *r = mkres(5, caps_names, 2, rows);
+    rw_capsmemo_t *memo = rw_capsmemo_build(r);
+    PQclear(r);
+    cr_assert_not_null(memo);
+    rw_call_t c = mkcall(RW_FN_WEB_CAPS_FOR_CLIENT, RW_SHAPE_QUERY, "", 0, 0, NULL);
+    rw_exec_t *ex = rw_exec_new(&c);
+    rw_exec_set_dbinfo(ex, &db_c);
+    rw_exec_set_capsmemo(ex, memo);
+    cr_assert_eq(rw_exec_start(ex), RW_EXEC_FALLBACK);
+    cr_assert_eq(rw_exec_reason(ex), RW_REASON_UNSUPPORTED);
+    rw_exec_free(ex);
+    rw_capsmemo_free(memo);
+}
+
+Test(native_exec, groups_memo_skips_the_group_query)
+{
+    static const char *names[] = {"people_id", "pgroup_id"};
+    static const char *rows[] = {"7", "30", "5", "12", "7", "10", "8", "11", "7", "20"};
+    PGresult *r = mkres(2, names, 5, rows);
+    rw_groups_t *g = rw_groups_build(r);
+    PQclear(r);
+    cr_assert_not_null(g);
+    struct { rw_fn_t fn; const char *person, *want; int groups_param; } cases[] = {
+        {RW_FN_GETJOBNEED, "7", "{10,20,30}", 3},
+        {RW_FN_GETJOBNEED, "6", "{}", 3},
+        {RW_FN_GETEXTTOURJOBNEED, "5", "{12}", 2},
+        {RW_FN_GETEXTTOURJOBNEED, "9", "{}", 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *a[] = {cases[i].person, "3", "2"};
+        rw_call_t c = mkcall(cases[i].fn, RW_SHAPE_FROM, "x", 0, 3, a);
+        rw_exec_t *ex = rw_exec_new(&c);
+        rw_exec_set_dbinfo(ex, &db_c);
+        rw_exec_set_groups(ex, g);
+        cr_assert_eq(rw_exec_start(ex), RW_EXEC_QUERY, "case %zu", i);
+        /* The first query is already the main one: G is its last parameter. */
+        cr_assert_eq(rw_exec_nparams(ex), cases[i].groups_param + 1, "case %zu", i);
+        cr_assert_str_eq(rw_exec_params(ex)[cases[i].groups_param], cases[i].want, "case %zu", i);
+        cr_assert_str_eq(rw_exec_params(ex)[0], cases[i].person);
+        /* Its (empty) result completes the call. */
+        int ncols = cases[i].fn == RW_FN_GETJOBNEED ? 38 : 35;
+        const char *cn[38];
+        for (int k = 0; k < ncols; k++)
+            cn[k] = "c";
+        PGresult *e = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+        PGresAttDesc att[38];
+        memset(att, 0, sizeof att);
+        for (int k = 0; k < ncols; k++) {
+            att[k].name = (char *)cn[k];
+            att[k].typid = RW_OID_TEXT;
+            att[k].typlen = -1;
+            att[k].atttypmod = -1;
+        }
+        cr_assert(PQsetResultAttrs(e, ncols, att));
+        cr_assert_eq(rw_exec_feed(ex, e), RW_EXEC_DONE, "case %zu", i);
+        PQclear(e);
+        msgs_t m = {rw_exec_body(ex), 0};
+        expect_tag(&m, "SELECT 0");
+        rw_exec_free(ex);
+    }
+    rw_groups_free(g);
 }
