@@ -25,6 +25,7 @@
  * the connection epoch it was sent for; tenant records live until px_notify_shutdown.
  */
 #include "px_cache.h"
+#include "px_native.h"
 #include "px_intercept.h"
 #include "px_log.h"
 #include "rw_writes.h"
@@ -292,6 +293,10 @@ static void conn_notifications(nt_conn_t *nc)
     if (n == 0)
         return;
     t->received += (uint64_t)n;
+    /* In-memory copies of the native path (native_butree_ttl) read the same tables. The LISTEN
+       connection is on the tenant's server database, which is the tenant's name unless
+       [databases] renames it; a renamed one keeps its copies until their TTL. */
+    px_native_tables_changed(t->tenant, set);
     cache_client_t *cl = px_cache_client();
     if (cl == NULL || set == 0)
         return;

@@ -89,6 +89,9 @@ typedef struct px_icpt_client {
     px_cache_call_t *cc;
     rw_call_t ccall;
     uint32_t clen;                 /* bytes of the front message(s) the call answers */
+    /* in-memory copies on: tables written by any named statement this client prepared; every
+       later Bind of a named statement counts as a write of them (note_native_writes) */
+    rw_tableset_t named_writes;
 } px_icpt_client_t;
 
 static px_icpt_client_t *g_icpt_hash[ICPT_HASH_SIZE];
@@ -829,12 +832,28 @@ static int statement_sql(const uint8_t *data, size_t len, pgw_str_t *sql, pgw_pa
     return 0;
 }
 
-/* With the in-memory BU tree on, every statement that may write bt or typeassist makes its client
-   a writer (px_native_note_write). A statement too long to look at counts as a write. */
-static void note_bt_writes(px_client_t *c, const uint8_t *data, size_t len, const pgw_frame_t *peek)
+/* With the in-memory copies on (native_butree_ttl > 0), every statement that may write a legacy
+   table makes its client a writer of those tables (px_native_note_writes), so no copy that
+   depends on them is used until the write is over. A statement too long to look at counts as a
+   write of every table. A named statement that writes is executed later by Binds that carry no
+   SQL: the client remembers the union of what its named statements write, and any Bind of a
+   named statement counts as a write of that union (over-reporting is safe: a copy is rebuilt). */
+static void note_native_writes(px_client_t *c, const uint8_t *data, size_t len,
+                               const pgw_frame_t *peek)
 {
+    if (peek->type == PGW_MSG_BIND) {
+        px_icpt_client_t *ic = icpt_find(c);
+        /* The statement name follows the portal name; an empty name is byte 0 after it. */
+        if (ic != NULL && ic->named_writes != 0) {
+            size_t end = len < peek->total_len ? len : peek->total_len;
+            const uint8_t *z = end > 5 ? memchr(data + 5, 0, end - 5) : NULL;
+            if (z == NULL || z + 1 >= data + end || z[1] != 0)
+                px_native_note_writes(c->pool, c, ic->named_writes);
+        }
+        return;
+    }
     if (peek->total_len > PX_ICPT_MAX_MSG) {
-        px_native_note_write(c->pool, c);
+        px_native_note_writes(c->pool, c, RW_TABLES_ALL);
         return;
     }
     if (len < peek->total_len)
@@ -847,9 +866,14 @@ static void note_bt_writes(px_client_t *c, const uint8_t *data, size_t len, cons
     if (!rw_writes_prefilter(sql.ptr, sql.len))
         return;
     rw_tableset_t set = RW_TABLES_ALL;
-    if (rw_writes_tables(sql.ptr, &set) != 0 &&
-        (set & ((1u << RW_TABLE_BT) | (1u << RW_TABLE_TYPEASSIST))) != 0)
-        px_native_note_write(c->pool, c);
+    if (rw_writes_tables(sql.ptr, &set) == 0 || set == 0)
+        return;
+    px_native_note_writes(c->pool, c, set);
+    if (is_parse && p.name.len != 0) {
+        px_icpt_client_t *ic = icpt_get(c);
+        if (ic != NULL)
+            ic->named_writes |= set;
+    }
 }
 
 /* Cache invalidation: the legacy tables a Query/Parse may write are remembered for the client
@@ -910,8 +934,9 @@ ssize_t px_intercept_client_data(px_client_t *c, const uint8_t *data, size_t len
     pgw_frame_t f;
     if (pgw_frame_peek(PGW_F, data, len, &f) < 0)
         return PX_ICPT_CONTINUE;  /* incomplete header or bad message: the normal path decides */
-    if (px_native_butree_ttl_ms > 0 && (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE))
-        note_bt_writes(c, data, len, &f);
+    if (px_native_butree_ttl_ms > 0 &&
+        (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE || f.type == PGW_MSG_BIND))
+        note_native_writes(c, data, len, &f);
     if (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE || f.type == PGW_MSG_BIND)
         note_cache_writes(c, data, len, &f);
     if (f.type == PGW_MSG_CLOSE) {
@@ -1322,6 +1347,8 @@ void px_intercept_config_applied(const px_config_t *cfg)
         cfg->native_query_timeout > 0 ? (uint64_t)(cfg->native_query_timeout * 1000.0) : 5000;
     px_native_butree_ttl_ms =
         cfg->native_butree_ttl > 0 ? (uint64_t)(cfg->native_butree_ttl * 1000.0) : 0;
+    /* note_native_writes reports writes of every legacy table (px_native.h). */
+    px_native_reported_tables = RW_TABLES_ALL;
     const char *path = cfg->caps_query_file;
     if (path == NULL || path[0] == '\0') {
         if (rw_set_caps_query(NULL) != 0)

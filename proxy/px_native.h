@@ -59,14 +59,11 @@ int px_native_run(px_pool_t *pool, rw_fn_t fn, rw_exec_t *ex, px_native_done_cb 
 /* In-memory data per native database (see the top of this file), used while younger than this
    many ms and rebuilt in the background from half that age; 0 (the default) disables it. */
 extern uint64_t px_native_butree_ttl_ms;
-/* Tables whose writes intercept.c reports through px_native_note_writes / px_native_note_write.
-   A memo is only held when every table it depends on is in this set, so that no write pgshim
-   sees can leave it stale. Default: bt and typeassist (the BU tree), which is what intercept.c
-   reports today. The change that turns the capability and membership memos on (intercept.c):
-   in note_bt_writes, call px_native_note_writes(c->pool, c, RW_TABLES_ALL) for a statement too
-   long to look at and px_native_note_writes(c->pool, c, set) for every non-zero set from
-   rw_writes_tables (instead of px_native_note_write only when set has bt or typeassist); and in
-   px_intercept_config_applied, set px_native_reported_tables = RW_TABLES_ALL. */
+/* Tables whose writes intercept.c reports through px_native_note_writes. A memo is only held
+   when every table it depends on is in this set, so that no write pgshim sees can leave it stale.
+   intercept.c reports writes of every legacy table (note_native_writes: Query, Parse, and Binds
+   of named statements that write) and sets this to RW_TABLES_ALL when a configuration applies;
+   the default before that is the BU tree's tables. */
 extern rw_tableset_t px_native_reported_tables;
 /* Client c of pool sent a statement that may write `tables`: the database's memos depending on
    them are dropped now, and not used or rebuilt until c's transaction is over (then they are

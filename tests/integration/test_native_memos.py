@@ -123,3 +123,33 @@ def test_writer_gone_mid_transaction(proxies, pgenv):
     assert run_pg2(direct, *call) == run_pg2(via, *call)
     direct.close()
     via.close()
+
+
+def test_named_prepared_write_reexecuted_by_bind_is_seen(proxies, pgenv):
+    """A named statement that writes is parsed once; later executions are Bind/Execute only. Each
+    of them must drop the memo: psycopg 3 with prepare=True re-executes the same UPDATE of the
+    capability root's name, and the capability answer through pgshim follows every time."""
+    import psycopg
+
+    p = _oneoff(proxies, pgenv, "native", native_butree_ttl="60")
+    direct, via = _connect(pgenv, p, "tenant_a")
+    with open(CAPS_FILE) as f:
+        caps = ("get_web_caps_for_client", f.read(), None)
+    dc = direct.cursor()
+    dc.execute("select capsname from capability where id = 1")
+    old = dc.fetchone()[0]
+    w = psycopg.connect(p.dsn("tenant_a"), autocommit=True)
+    upd = "update capability set capsname = %s where id = 1"
+    try:
+        for i in range(4):
+            for _ in range(2):   # builds the memo, then answers from it
+                assert run_pg2(via, *caps) == run_pg2(direct, *caps)
+            w.execute(upd, (old + " v%d" % i,), prepare=True)
+            got = run_pg2(via, *caps)
+            assert got == run_pg2(direct, *caps)
+            assert ("v%d" % i) in repr(got)
+    finally:
+        w.close()
+        dc.execute("update capability set capsname = %s where id = 1", (old,))
+    direct.close()
+    via.close()
