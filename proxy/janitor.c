@@ -76,6 +76,14 @@ static void sweep_active(px_pool_t *pool, uint64_t now)
                 px_client_fatal(c, "08P01", "idle transaction timeout");
             continue;
         }
+        /* server_fast_close: in session mode a server opened with settings a reload changed
+           ("close_needed") goes, with its client, once no transaction is open on it, instead
+           of at the end of the session (transaction mode does that by itself). */
+        if (s != NULL && px_cfg->server_fast_close && s->conf_gen != pool->conf_gen &&
+            px_pool_mode(pool) == PX_POOL_SESSION && px_server_is_clean(s)) {
+            px_client_fatal(c, "08P01", "database configuration changed");
+            continue;
+        }
         if (expired(c->last_active, px_cfg->client_idle_timeout, now))
             px_client_fatal(c, "08P01", "client_idle_timeout");
     }

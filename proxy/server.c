@@ -43,8 +43,14 @@ typedef struct px_server_login {
 } px_server_login_t;
 
 /* Address of the pool's server, kept on the pool's first resolution for CancelRequests. */
+/* A CancelRequest on its own connection to the server. cancel_wait_timeout bounds its life: a
+   server that does not take it in time (unreachable, overloaded) has the attempt dropped. Freed
+   when both handles are closed. */
 typedef struct cancel_conn {
     px_stream_handle_t h;
+    uv_timer_t timer;
+    int open_handles;
+    bool closing;
     uv_connect_t connect_req;
     uv_write_t write_req;
     uint8_t packet[16];
@@ -814,27 +820,50 @@ static ssize_t server_on_data(px_io_t *io, const uint8_t *data, size_t len)
  * Cancel
  * ------------------------------------------------------------------------------------------- */
 
-static void cancel_closed_cb(uv_handle_t *h) { free(h->data); }
+static void cancel_closed_cb(uv_handle_t *h)
+{
+    cancel_conn_t *cc = h->data;
+    if (--cc->open_handles == 0)
+        free(cc);
+}
+
+static void cancel_finish(cancel_conn_t *cc)
+{
+    if (cc->closing)
+        return;
+    cc->closing = true;
+    uv_close((uv_handle_t *)&cc->timer, cancel_closed_cb);
+    uv_close(&cc->h.handle, cancel_closed_cb);
+}
+
+static void cancel_timeout_cb(uv_timer_t *t)
+{
+    cancel_conn_t *cc = t->data;
+    px_log_warn("cancel request: not delivered within cancel_wait_timeout, dropped");
+    cancel_finish(cc);
+}
 
 static void cancel_written_cb(uv_write_t *req, int status)
 {
     cancel_conn_t *cc = req->data;
     (void)status;
-    uv_close(&cc->h.handle, cancel_closed_cb);
+    cancel_finish(cc);
 }
 
 static void cancel_connect_cb(uv_connect_t *req, int status)
 {
     cancel_conn_t *cc = req->data;
+    if (cc->closing)
+        return;  /* timed out; the close cancels the request */
     if (status < 0) {
         px_log_warn("cancel request: cannot connect to server: %s", uv_strerror(status));
-        uv_close(&cc->h.handle, cancel_closed_cb);
+        cancel_finish(cc);
         return;
     }
     uv_buf_t b = uv_buf_init((char *)cc->packet, (unsigned)cc->packet_len);
     cc->write_req.data = cc;
     if (uv_write(&cc->write_req, &cc->h.stream, &b, 1, cancel_written_cb) < 0)
-        uv_close(&cc->h.handle, cancel_closed_cb);
+        cancel_finish(cc);
 }
 
 void px_server_send_cancel(px_server_t *s)
@@ -853,6 +882,13 @@ void px_server_send_cancel(px_server_t *s)
         free(cc);
         return;
     }
+    uv_timer_init(px_loop, &cc->timer);
+    cc->timer.data = cc;
+    uv_unref((uv_handle_t *)&cc->timer);  /* never what keeps the loop (and shutdown) alive */
+    cc->open_handles = 2;
+    if (px_cfg->cancel_wait_timeout > 0)
+        uv_timer_start(&cc->timer, cancel_timeout_cb,
+                       (uint64_t)(px_cfg->cancel_wait_timeout * 1000.0), 0);
     if (!s->io.is_tcp) {
         char path[512];
         socket_path(s->pool, path, sizeof(path));
@@ -863,5 +899,5 @@ void px_server_send_cancel(px_server_t *s)
     uv_tcp_init(px_loop, &cc->h.tcp);
     if (uv_tcp_connect(&cc->connect_req, &cc->h.tcp, (struct sockaddr *)&l->addr,
                        cancel_connect_cb) < 0)
-        uv_close(&cc->h.handle, cancel_closed_cb);
+        cancel_finish(cc);
 }

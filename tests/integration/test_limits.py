@@ -371,6 +371,53 @@ def test_reload_applies_without_dropping(proxies, testdb):
     held.close()
 
 
+def _change_db_settings(p):
+    """Rewrites the ini with an application_name on the [databases] entry (a connection setting:
+    servers opened before the reload are "close_needed") and sends SIGHUP."""
+    line = "* = host=127.0.0.1 port=%d" % p.pg_port
+    text = p.ini_text()
+    assert line in text
+    p.rewrite_ini(text=text.replace(line, line + " application_name=reloaded"))
+    p.signal(signal.SIGHUP)
+
+
+@pgshim_only
+@pytest.mark.parametrize("fast_close", [True, False])
+def test_server_fast_close_in_session_mode(proxies, testdb, fast_close):
+    """server_fast_close = 1, session mode, settings changed by a reload: a client whose session
+    is idle is closed (FATAL 08P01 "database configuration changed") within the janitor's second,
+    one inside a transaction only when that transaction ends; with 0 both sessions keep their
+    servers until they end."""
+    p = proxies.start_oneoff(pool_mode="session",
+                             extra={"server_fast_close": "1" if fast_close else "0"})
+    idle = raw_login(p, testdb)
+    busy = raw_login(p, testdb)
+    assert idle.query("select 1")[2] is None
+    assert busy.query("begin")[2] is None
+    off = p.log_size()
+    _change_db_settings(p)
+    assert wait_for(lambda: "reload: pool" in p.log_text(off), 5), p.log_text(off)
+    if fast_close:
+        expect_fatal(idle, "08P01", "database configuration changed", within=4)
+        time.sleep(1.5)   # the transaction is still open: not closed
+        assert busy.query("select 2")[0] == [["2"]]
+        busy.send_msg(b"Q", b"commit\0")
+        msgs, eof = read_until_ready_or_eof(busy)
+        assert first_error(msgs) is None and not eof, msgs    # COMMIT itself completes
+        expect_fatal(busy, "08P01", "database configuration changed", within=4)
+    else:
+        time.sleep(2.5)
+        assert idle.query("select 1")[0] == [["1"]]
+        assert busy.query("commit")[2] is None
+        assert busy.query("select 3")[0] == [["3"]]
+        idle.close()
+        busy.close()
+    # New sessions still work (on servers opened with the new settings).
+    c = raw_login(p, testdb)
+    assert c.query("select 4")[0] == [["4"]]
+    c.close()
+
+
 @pgshim_only
 def test_reload_bad_file_keeps_old_config(proxies, testdb):
     """SIGHUP with a broken ini logs FILE:LINE and keeps the old configuration running."""
