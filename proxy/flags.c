@@ -292,6 +292,15 @@ px_mode_t px_flags_mode(const char *tenant, rw_fn_t fn)
     return scope_for(tenant)->mode[fn];
 }
 
+bool px_flags_any(const char *tenant, px_mode_t mode)
+{
+    const scope_t *sc = scope_for(tenant);
+    for (int f = 0; f < RW_FN__COUNT; f++)
+        if (sc->mode[f] == mode)
+            return true;
+    return false;
+}
+
 uint32_t px_flags_ttl(const char *tenant, rw_fn_t fn)
 {
     if ((unsigned)fn >= RW_FN__COUNT)

@@ -90,8 +90,11 @@ typedef struct px_icpt_client {
     rw_call_t ccall;
     uint32_t clen;                 /* bytes of the front message(s) the call answers */
     /* in-memory copies on: tables written by any named statement this client prepared; every
-       later Bind of a named statement counts as a write of them (note_native_writes) */
+       later Bind of a named statement counts as a write of them (message_writes) */
     rw_tableset_t named_writes;
+    /* shadow mode on for the tenant: legacy tables written in the client's current transaction
+       (reset by its first statement while its server is idle or absent) */
+    rw_tableset_t txn_writes;
 } px_icpt_client_t;
 
 static px_icpt_client_t *g_icpt_hash[ICPT_HASH_SIZE];
@@ -832,14 +835,14 @@ static int statement_sql(const uint8_t *data, size_t len, pgw_str_t *sql, pgw_pa
     return 0;
 }
 
-/* With the in-memory copies on (native_butree_ttl > 0), every statement that may write a legacy
-   table makes its client a writer of those tables (px_native_note_writes), so no copy that
-   depends on them is used until the write is over. A statement too long to look at counts as a
-   write of every table. A named statement that writes is executed later by Binds that carry no
-   SQL: the client remembers the union of what its named statements write, and any Bind of a
-   named statement counts as a write of that union (over-reporting is safe: a copy is rebuilt). */
-static void note_native_writes(px_client_t *c, const uint8_t *data, size_t len,
-                               const pgw_frame_t *peek)
+/* Tables a client message may write, for the native memos and for shadow mode (0 = none, or
+   not known yet: an incomplete small message is seen again once complete). A statement too long
+   to look at counts as a write of every table. A named statement that writes is executed later
+   by Binds that carry no SQL: the client remembers the union of what its named statements write,
+   and any Bind of a named statement counts as a write of that union (over-reporting is safe: a
+   memo is rebuilt, a shadow comparison is skipped). */
+static rw_tableset_t message_writes(px_client_t *c, const uint8_t *data, size_t len,
+                                    const pgw_frame_t *peek)
 {
     if (peek->type == PGW_MSG_BIND) {
         px_icpt_client_t *ic = icpt_find(c);
@@ -848,32 +851,134 @@ static void note_native_writes(px_client_t *c, const uint8_t *data, size_t len,
             size_t end = len < peek->total_len ? len : peek->total_len;
             const uint8_t *z = end > 5 ? memchr(data + 5, 0, end - 5) : NULL;
             if (z == NULL || z + 1 >= data + end || z[1] != 0)
-                px_native_note_writes(c->pool, c, ic->named_writes);
+                return ic->named_writes;
         }
-        return;
+        return 0;
     }
-    if (peek->total_len > PX_ICPT_MAX_MSG) {
-        px_native_note_writes(c->pool, c, RW_TABLES_ALL);
-        return;
-    }
+    if (peek->total_len > PX_ICPT_MAX_MSG)
+        return RW_TABLES_ALL;
     if (len < peek->total_len)
-        return;  /* seen again once complete */
+        return 0;  /* seen again once complete */
     pgw_str_t sql;
     pgw_parse_t p;
     bool is_parse;
     if (statement_sql(data, len, &sql, &p, &is_parse) != 0)
-        return;
+        return 0;
     if (!rw_writes_prefilter(sql.ptr, sql.len))
-        return;
+        return 0;
     rw_tableset_t set = RW_TABLES_ALL;
     if (rw_writes_tables(sql.ptr, &set) == 0 || set == 0)
-        return;
-    px_native_note_writes(c->pool, c, set);
+        return 0;
     if (is_parse && p.name.len != 0) {
         px_icpt_client_t *ic = icpt_get(c);
         if (ic != NULL)
             ic->named_writes |= set;
     }
+    return set;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Shadow mode and concurrent writes. The client gets PostgreSQL's answer at once; the native side
+ * runs a little later on another connection. A write to the function's tables that commits in
+ * between makes the two answers differ although the implementation is right. So writes pgshim
+ * sees are counted per tenant and table (a write epoch), and a comparison is only counted when no
+ * write of its tables was issued during it and no transaction that had written them was still
+ * open when it started (such a transaction may commit in between); otherwise a difference is
+ * counted as shadow_skipped, not as a mismatch. Writes that bypass pgshim are not seen.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct shadow_db {
+    struct shadow_db *next;
+    char *dbname;
+    uint64_t epoch[RW_TABLE__COUNT];   /* write statements seen per table, since start */
+} shadow_db_t;
+
+static shadow_db_t *g_shadow_dbs;
+
+static shadow_db_t *shadow_db_get(const char *dbname)
+{
+    for (shadow_db_t *d = g_shadow_dbs; d != NULL; d = d->next)
+        if (strcmp(d->dbname, dbname) == 0)
+            return d;
+    shadow_db_t *d = calloc(1, sizeof(*d));
+    if (d == NULL || (d->dbname = strdup(dbname)) == NULL) {
+        free(d);
+        return NULL;
+    }
+    d->next = g_shadow_dbs;
+    g_shadow_dbs = d;
+    return d;
+}
+
+
+/* True while c has a transaction open or a statement in flight on its server. */
+static bool client_in_transaction(const px_client_t *c)
+{
+    const px_server_t *s = c->server;
+    return s != NULL && (s->last_status != (uint8_t)'I' || s->pending > 0 || s->unsynced);
+}
+
+/* Sum of the write epochs of `tables` (NULL db: 0). */
+static uint64_t shadow_epoch(const shadow_db_t *d, rw_tableset_t tables)
+{
+    uint64_t sum = 0;
+    for (int t = 0; d != NULL && t < RW_TABLE__COUNT; t++)
+        if (tables & (1u << t))
+            sum += d->epoch[t];
+    return sum;
+}
+
+/* A statement of c that may write `tables` goes to the server (shadow mode on for its tenant). */
+static void note_shadow_writes(px_client_t *c, rw_tableset_t tables)
+{
+    shadow_db_t *d = shadow_db_get(c->dbname);
+    for (int t = 0; d != NULL && t < RW_TABLE__COUNT; t++)
+        if (tables & (1u << t))
+            d->epoch[t]++;
+    px_icpt_client_t *ic = icpt_get(c);
+    if (ic != NULL)
+        ic->txn_writes |= tables;
+}
+
+/* True when some client of the tenant has an open transaction that wrote one of `tables`. */
+static bool shadow_writer_open(const char *tenant, rw_tableset_t tables)
+{
+    px_list_t *it, *itmp, *ct, *ctmp;
+    px_list_foreach_safe(it, itmp, &g_pools)
+    {
+        px_pool_t *pool = px_container_of(it, px_pool_t, node);
+        if (strcmp(pool->dbname, tenant) != 0)
+            continue;
+        px_list_foreach_safe(ct, ctmp, &pool->active_clients)
+        {
+            px_client_t *c = px_container_of(ct, px_client_t, node);
+            const px_icpt_client_t *ic = icpt_find(c);
+            if (ic != NULL && (ic->txn_writes & tables) != 0 && client_in_transaction(c))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Client messages that may write: reported to the native memos and to shadow mode. */
+static void note_writes(px_client_t *c, const uint8_t *data, size_t len, const pgw_frame_t *f)
+{
+    bool memos = px_native_butree_ttl_ms > 0;
+    bool shadow = px_flags_any(c->dbname, PX_MODE_SHADOW);
+    if (shadow && f->type != PGW_MSG_BIND && !client_in_transaction(c)) {
+        px_icpt_client_t *ic = icpt_find(c);
+        if (ic != NULL)
+            ic->txn_writes = 0;  /* a new transaction starts with this statement */
+    }
+    if (!memos && !shadow)
+        return;
+    rw_tableset_t set = message_writes(c, data, len, f);
+    if (set == 0)
+        return;
+    if (memos)
+        px_native_note_writes(c->pool, c, set);
+    if (shadow)
+        note_shadow_writes(c, set);
 }
 
 /* Cache invalidation: the legacy tables a Query/Parse may write are remembered for the client
@@ -934,9 +1039,8 @@ ssize_t px_intercept_client_data(px_client_t *c, const uint8_t *data, size_t len
     pgw_frame_t f;
     if (pgw_frame_peek(PGW_F, data, len, &f) < 0)
         return PX_ICPT_CONTINUE;  /* incomplete header or bad message: the normal path decides */
-    if (px_native_butree_ttl_ms > 0 &&
-        (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE || f.type == PGW_MSG_BIND))
-        note_native_writes(c, data, len, &f);
+    if (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE || f.type == PGW_MSG_BIND)
+        note_writes(c, data, len, &f);
     if (f.type == PGW_MSG_QUERY || f.type == PGW_MSG_PARSE || f.type == PGW_MSG_BIND)
         note_cache_writes(c, data, len, &f);
     if (f.type == PGW_MSG_CLOSE) {
@@ -1016,6 +1120,8 @@ typedef struct px_shadow {
     pgw_buf_t nat;              /* native describe + body */
     bool nat_done, nat_ok;
     px_native_job_t *job;
+    uint64_t epoch;             /* write epoch of fn's tables when the call arrived */
+    bool writer_open;           /* a transaction that wrote them was open then */
 } px_shadow_t;
 
 static void shadow_free(px_shadow_t *sh)
@@ -1186,7 +1292,18 @@ static void shadow_maybe_compare(px_shadow_t *sh)
         rw_family_t fam = rw_fn_family(sh->fn);
         bool multiset = fam == RW_FAM_JOBS || fam == RW_FAM_ASSETS;
         const char *why = shadow_diff(&pg, &nat, multiset);
-        st->shadow_compared++;
+        rw_tableset_t reads = rw_fn_reads(sh->fn);
+        if (why != NULL &&
+            (sh->writer_open || shadow_epoch(shadow_db_get(c->dbname), reads) != sh->epoch)) {
+            /* A write may have committed between PostgreSQL's answer and the native one. */
+            st->shadow_skipped++;
+            px_log_debug("C-%llu: %s/%s shadow difference not counted: a write of its tables "
+                         "ran concurrently (%s)", (unsigned long long)c->id, c->dbname,
+                         rw_fn_name(sh->fn), why);
+            why = NULL;
+        } else {
+            st->shadow_compared++;
+        }
         if (why != NULL) {
             st->shadow_mismatches++;
             px_log_warn("C-%llu: %s/%s shadow mismatch (%s) for: %s", (unsigned long long)c->id,
@@ -1235,6 +1352,8 @@ void px_intercept__shadow_start(px_client_t *c, const rw_call_t *call, rw_fn_t f
     }
     sh->ic = ic;
     sh->fn = fn;
+    sh->epoch = shadow_epoch(shadow_db_get(c->dbname), rw_fn_reads(fn));
+    sh->writer_open = shadow_writer_open(c->dbname, rw_fn_reads(fn));
     sh->sql = strndup(q.sql.ptr, q.sql.len);
     pgw_buf_init(&sh->pg);
     pgw_buf_init(&sh->nat);
@@ -1347,7 +1466,7 @@ void px_intercept_config_applied(const px_config_t *cfg)
         cfg->native_query_timeout > 0 ? (uint64_t)(cfg->native_query_timeout * 1000.0) : 5000;
     px_native_butree_ttl_ms =
         cfg->native_butree_ttl > 0 ? (uint64_t)(cfg->native_butree_ttl * 1000.0) : 0;
-    /* note_native_writes reports writes of every legacy table (px_native.h). */
+    /* note_writes reports writes of every legacy table (px_native.h). */
     px_native_reported_tables = RW_TABLES_ALL;
     const char *path = cfg->caps_query_file;
     if (path == NULL || path[0] == '\0') {

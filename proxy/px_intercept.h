@@ -49,6 +49,8 @@ int px_mode_lookup(const char *name);
    defaults. Never fails. */
 px_mode_t px_flags_mode(const char *tenant, rw_fn_t fn);
 uint32_t px_flags_ttl(const char *tenant, rw_fn_t fn);
+/* True when some function of tenant is in `mode` right now (one tenant lookup). */
+bool px_flags_any(const char *tenant, px_mode_t mode);
 
 /* Run-time change from the admin console: `what` is a function name, a family name or "all";
    tenant "*" means the [intercept] defaults. Returns 0, or -1 with *err set to a static message

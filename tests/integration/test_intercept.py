@@ -21,6 +21,7 @@ import os
 import random
 import re
 import subprocess
+import threading
 import time
 
 import psycopg
@@ -735,3 +736,75 @@ def test_pipelined_queries_keep_order(proxies, pgenv, pool_mode):
     # that reply, so they go through too ("cannot be answered in order").
     assert native_count(p, 0) >= 1
     assert "passed through: extended-protocol batch cannot be answered in order" in p.log_text()
+
+
+def test_shadow_write_racing_the_native_side_is_not_a_mismatch(proxies, pgenv):
+    """Shadow mode: PostgreSQL answers a call, then a write through pgshim commits before the
+    native side has run. The native answer then sees newer data; that is not a mismatch of the
+    implementation, so it must not be counted as one (it is counted as skipped instead).
+
+    Made deterministic with one native connection: client X's call of a function that reads
+    questionset blocks (a direct connection holds an ACCESS EXCLUSIVE lock on it), and with it the
+    only native connection; client R's capability query is then answered by PostgreSQL at once
+    while its native side waits in the queue; client W renames the capability root through pgshim
+    and commits; the lock is released and R's native side runs after the write."""
+    p = _oneoff(proxies, pgenv, "shadow", admin_users="postgres", native_pool_size="1")
+    db = "tenant_a"
+    with open(CAPS_FILE) as f:
+        caps = f.read()
+    direct = psycopg2.connect(pgenv.dsn(db))
+    direct.autocommit = True
+    dc = direct.cursor()
+    dc.execute("select capsname from capability where id = 1")
+    old = dc.fetchone()[0]
+    dc.execute("select a.bu_id, a.id from asset a where a.id > 1 order by a.id limit 1")
+    site, asset = dc.fetchone()
+    locker = psycopg2.connect(pgenv.dsn(db))
+    x = psycopg2.connect(p.dsn(db))
+    x.autocommit = True
+    r = psycopg2.connect(p.dsn(db))
+    r.autocommit = True
+    w = psycopg2.connect(p.dsn(db))
+    w.autocommit = True
+    admin = psycopg2.connect(p.dsn("pgshim"))
+    admin.autocommit = True
+
+    def caps_stats():
+        cur = admin.cursor()
+        cur.execute("SHOW INTERCEPTS %s" % db)
+        cols = [d.name for d in cur.description]
+        row = [dict(zip(cols, v)) for v in cur.fetchall() if v[1] == "get_web_caps_for_client"][0]
+        return {k: int(row[k]) for k in ("calls", "shadow_compared", "shadow_mismatches",
+                                         "shadow_skipped")}
+
+    try:
+        r.cursor().execute(caps)   # opens the native connection, one comparison done
+        deadline = time.time() + 10
+        while caps_stats()["shadow_compared"] < 1 and time.time() < deadline:
+            time.sleep(0.1)
+        before = caps_stats()
+        lc = locker.cursor()
+        lc.execute("lock table questionset in access exclusive mode")
+        t = threading.Thread(target=lambda: x.cursor().execute(
+            "SELECT fn_getassetvsquestionset(%s, %s, %s)", (site, str(asset), "")))
+        t.start()
+        time.sleep(0.5)            # X's call and its native side are blocked on the lock
+        cur = r.cursor()
+        cur.execute(caps)          # PostgreSQL answers; the native side waits for the connection
+        assert old in repr(cur.fetchall())
+        w.cursor().execute("update capability set capsname = %s where id = 1", (old + " raced",))
+        locker.commit()            # releases the lock: X's native side, then R's
+        t.join(20)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            now = caps_stats()
+            if now["shadow_compared"] + now["shadow_skipped"] > before["shadow_compared"] + before["shadow_skipped"]:
+                break
+            time.sleep(0.1)
+        after = caps_stats()
+        assert after["shadow_mismatches"] == before["shadow_mismatches"], (before, after)
+        assert after["shadow_skipped"] == before["shadow_skipped"] + 1, (before, after)
+    finally:
+        dc.execute("update capability set capsname = %s where id = 1", (old,))
+        for c in (x, r, w, admin, locker, direct):
+            c.close()
