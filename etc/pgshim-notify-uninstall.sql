@@ -16,11 +16,19 @@ BEGIN
                                'pgbelonging', 'pgroup', 'capability', 'people'] LOOP
         IF to_regclass(tab) IS NOT NULL THEN
             EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify ON %I', tab);
+            EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify_ins ON %I', tab);
+            EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify_upd ON %I', tab);
+            EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify_del ON %I', tab);
+            EXECUTE format('DROP TRIGGER IF EXISTS pgshim_notify_trunc ON %I', tab);
         END IF;
     END LOOP;
 END
 $do$;
 
 DROP FUNCTION IF EXISTS pgshim_notify();
+DROP FUNCTION IF EXISTS pgshim_notify_rows();
+-- Dropped in the same transaction as the triggers: pgshim's next sync sees it gone and goes
+-- back to invalidating its own writes by table.
+DROP FUNCTION IF EXISTS pgshim_notify_version();
 
 COMMIT;
