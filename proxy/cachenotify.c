@@ -657,6 +657,9 @@ static void conn_notifications(nt_conn_t *nc)
                 t->sync_need = t->bump_seq;
             }
         } else {
+            /* Sent by the install and uninstall scripts: ask at the next sync again. */
+            if (strncmp(payload, "pgshim-notify", 13) == 0)
+                t->scoped = -1;
             payload_add(&acc, payload);
             n++;
         }
