@@ -239,10 +239,14 @@ def test_asset_write_is_seen(cache_pair, pgenv, invalidation, style, cross):
         h0, _ = counters(reader, "tenant_a")
         assert _read(via, ASSET_SQL, params) == _read(direct, ASSET_SQL, params)
         assert counters(reader, "tenant_a")[0] > h0, "the warm call was not a hit"
+        syncs = writer.log_text().count("waiting for the listener's sync")
         _write(writer, "tenant_a", style, "update asset set assetname = %s where id = %s",
                ("changed %s %s" % (style, uuid.uuid4().hex[:6]), aid))
         a, b = _read(direct, ASSET_SQL, params), _read(via, ASSET_SQL, params)
         assert a == b, "stale after %s write: %s" % (style, ti.describe_diff(a, b))
+        if invalidation == "scoped-triggers":
+            assert writer.log_text().count("waiting for the listener's sync") > syncs, \
+                "the commit did not wait for the listener's sync"
     finally:
         _write(writer, "tenant_a", "simple-autocommit",
                "update asset set assetname = %s where id = %s", (name, aid))
