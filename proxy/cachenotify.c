@@ -700,9 +700,16 @@ static void conn_read(nt_conn_t *nc)
         }
         ExecStatusType st = PQresultStatus(r);
         if (nc->query == NT_Q_SYNC) {
-            /* An error (say, no access to pg_trigger) only means "not usable": fall back. */
-            nc->t->sync_ok = st == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                             strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+            nt_tenant_t *t = nc->t;
+            if (st == PGRES_TUPLES_OK) {
+                t->sync_ok = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+            } else if (!t->sync_got_token) {
+                /* An error (notification queue full, no access to pg_trigger...) rolled the
+                   statement back: no token will come, and the waiters fall back. */
+                t->sync_ok = false;
+                t->sync_got_token = true;
+                t->sync_need = t->bump_seq;
+            }
             PQclear(r);
             continue;
         }
