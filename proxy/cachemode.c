@@ -12,10 +12,16 @@
  *   function reads (rw_fn_reads). A hit is served from the stored messages; a miss is answered
  *   natively and stored with px_flags_ttl. Every failure means "answer natively", counted in
  *   cache_errors.
+ * - Keys carry the generation of every table the function reads and, for the tables the NOTIFY
+ *   row triggers report by scope, either the scoped generation of the call's argument
+ *   ("jobneed@bu=12") or the table's any-scope generation ("jobneed@*"): call_tables().
  * - Writes: every Query/Parse that reaches the interception hook is checked for writes to legacy
- *   tables (rw_writes_tables) and the tables are remembered per client; at the next ReadyForQuery
- *   with status 'I' (the write committed, or was rolled back: bumping then is merely wasteful)
- *   their generations are bumped. The set is kept while replies are still outstanding, so a
+ *   tables (rw_writes_classify) and the tables are remembered per client, with WR_OTHER when a
+ *   write was not a plain row write; at the next ReadyForQuery with status 'I' (the write
+ *   committed, or was rolled back: invalidating then is merely wasteful) the ReadyForQuery is
+ *   held until either the tenant's listener synced (row writes only, triggers usable: their
+ *   notifications did the scoped invalidation, px_notify_sync) or their table generations were
+ *   bumped (everything else, and every sync that fails). The set is kept while replies are still outstanding, so a
  *   pipelined later write is bumped at its own ReadyForQuery too. While a bump is in flight the
  *   cache library refuses lookups of that tenant, so this pgshim never serves a stale result.
  * - Writes that bypass pgshim are seen through NOTIFY (cachenotify.c): a tenant whose LISTEN

@@ -2,14 +2,32 @@
  * cachenotify.c: cache invalidation for writes that bypass pgshim (issue 7, guarantee 2).
  *
  * etc/pgshim-notify.sql installs statement-level triggers on the legacy tables that run
- * pg_notify('<channel>', '<table>'). PostgreSQL delivers a notification when the writing
+ * pg_notify('<channel>', <payload>). PostgreSQL delivers a notification when the writing
  * transaction commits (once per channel and payload per transaction), to every session that
  * LISTENs. pgshim keeps one LISTEN connection per tenant (the database name the clients use) that
  * has a function in cache mode, opened like the native connections: non-blocking libpq on the
  * libuv loop (PQconnectStartParams, one uv_poll on its socket), the server, database, user and
- * password of a pool of that tenant. Each notification bumps the generation of its table, so
- * the next lookup of any result that read the table misses; that happens within a loop
+ * password of a pool of that tenant. Each notification bumps the generations its payload names,
+ * so the next lookup of any result that depends on them misses; that happens within a loop
  * iteration of the commit.
+ *
+ * Payloads (etc/pgshim-notify.sql version 2): "<table>" bumps the table's generation;
+ * "<table> <scope>=<v>,<v>... ..." (the row triggers of jobneed, asset, questionset and
+ * pgbelonging) bumps "<table>@*" and "<table>@<scope>=<v>" for each value, which invalidates
+ * exactly the results keyed on those scopes or on no scope of that table (cachemode.c builds the
+ * keys); anything else bumps every legacy table. "sync <n>" payloads change nothing.
+ *
+ * Syncs (px_notify_sync): a commit through pgshim whose writes all fired the row triggers waits
+ * for a token instead of bumping whole tables. The listener sends SELECT pg_notify(channel,
+ * 'sync <n>') on its own connection; notifications arrive in commit order, so when the token
+ * comes back every notification of a transaction that committed before the statement was sent
+ * has arrived, and its bumps were sent (in arrival order, before the token is recorded). The
+ * waiters are released once each of those bumps has been answered by Redis. Bumps sent for
+ * notifications are numbered and completed in any order; bumps_complete() is the highest number
+ * up to which all have completed. At most one sync is on the wire; waiters that arrive meanwhile
+ * are covered by the next one. A waiter's callback fires exactly once: seen after its sync
+ * completed with the triggers found usable, not seen when they are not, when the connection is
+ * lost, on timeout_ms, or at shutdown.
  *
  * Trust: a tenant's results are served and stored only while it is trusted (px_notify_trusted).
  * A tenant becomes trusted when its LISTEN has been acknowledged and the bump of every legacy

@@ -5,9 +5,11 @@
  * answer) and the write tracking that bumps table generations when a write commits.
  *
  * Invariants: no cache failure ever reaches a client (every negative result means "answer
- * natively"); a client's recorded write set is bumped at every ReadyForQuery 'I' that follows it
- * (a rollback over-invalidates, which is safe) and kept until no reply is outstanding, so a later
- * pipelined write is never forgotten.
+ * natively"); a client's recorded write set is invalidated at every ReadyForQuery 'I' that
+ * follows it (a rollback over-invalidates, which is safe), before that ReadyForQuery is
+ * forwarded: by its tables' generations, or, for row writes with the scoped NOTIFY triggers
+ * usable, by waiting until the listener applied the commit's notifications; the set is kept
+ * until no reply is outstanding, so a later pipelined write is never forgotten.
  */
 #ifndef PGSHIM_PROXY_PX_CACHE_H
 #define PGSHIM_PROXY_PX_CACHE_H
@@ -95,8 +97,8 @@ void px_cache_shutdown(void);
 /* ------------------------------------------------------------------ NOTIFY invalidation
  * (cachenotify.c): writes that bypass pgshim. Per tenant with a function in cache mode, one
  * LISTEN connection on `[redis] notify_channel` (credentials of a pool of that database, like the
- * native connections); each notification bumps the generation of the table named in its payload
- * (any other payload: every legacy table of the tenant). A tenant is trusted only while its
+ * native connections); each notification bumps the generations named in its payload: a table,
+ * or a table's scopes (any other payload: every legacy table of the tenant). A tenant is trusted only while its
  * LISTEN is up and the bump of every table that followed the (re)connect has been answered, since
  * notifications sent while nobody listened are lost. With notify off every tenant is trusted. */
 
