@@ -37,6 +37,6 @@ DROP FUNCTION IF EXISTS pgshim_notify_rows();
 DROP FUNCTION IF EXISTS pgshim_notify_version();
 -- pgshim invalidates every table on this payload and asks whether the triggers are there at its
 -- next sync.
-SELECT pg_notify(:'channel', 'pgshim-notify uninstalled');
+SELECT pg_notify(:'channel', 'pgshim-notify uninstalled') AS pgshim_uninstalled \gset
 
 COMMIT;
