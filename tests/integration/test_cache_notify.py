@@ -30,7 +30,9 @@ Scoped invalidation (the triggers report the sites, clients and people of the ch
   (j) guarantee 1 across pgshims: written through one, read through the other right after the
       COMMIT returned: fresh, and site Y still a hit there;
   (k) the listener killed inside the writing transaction through pgshim: the commit falls back
-      to a table-level bump, and the next call is still fresh.
+      to a table-level bump, and the next call is still fresh;
+  (l) four clients of one pgshim commit row writes at once (their syncs share round trips):
+      each reads its own write right after its COMMIT returned.
 
 Invariants: every pgshim is stopped by PID at the end; rows changed by the tests are restored;
 the triggers are removed from both databases at the end.
@@ -768,3 +770,55 @@ def test_listener_killed_by_the_writer_falls_back_to_the_table(notify_pair, pgen
                       (desc, jid))
         direct.close()
         via.close()
+
+
+def test_scoped_concurrent_writers_each_read_their_write(notify_pair, pgenv):
+    """Several clients of one pgshim commit row writes at the same time (their syncs share
+    round trips): right after its own COMMIT returned, each one reads its own write."""
+    p = notify_pair[0]
+    x_params, _, _, _, _, _ = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    cur = direct.cursor()
+    cur.execute("select id, jobdesc from fun_getjobneed(%s, %s, %s) order by id limit 4",
+                x_params)
+    jobs = cur.fetchall()
+    if len(jobs) < 2:
+        pytest.skip("fewer than two jobs at the site")
+    errors = []
+
+    def writer(k, jid):
+        via = psycopg2.connect(p.dsn("tenant_a"))
+        via.autocommit = True
+        try:
+            for i in range(6):
+                mine = "concurrent %d/%d %s" % (k, i, uuid.uuid4().hex[:6])
+                via.cursor().execute("update jobneed set jobdesc = %s where id = %s", (mine, jid))
+                c2 = via.cursor()
+                c2.execute(JOB_SQL, x_params)
+                names = [d.name for d in c2.description]
+                got = {r[names.index("id")]: r[names.index("jobdesc")] for r in c2.fetchall()}
+                if got.get(jid) != mine:
+                    errors.append("writer %d round %d: read %r, wrote %r" % (k, i, got.get(jid),
+                                                                            mine))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append("writer %d: %r" % (k, e))
+        finally:
+            via.close()
+
+    warm = psycopg2.connect(p.dsn("tenant_a"))
+    warm.autocommit = True
+    try:
+        _warm(p, warm, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+        warm.close()
+        ths = [threading.Thread(target=writer, args=(k, j[0])) for k, j in enumerate(jobs)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(60)
+        assert not any(th.is_alive() for th in ths)
+        assert not errors, "\n".join(errors)
+    finally:
+        for jid, desc in jobs:
+            _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                          (desc, jid))
+        direct.close()
