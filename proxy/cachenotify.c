@@ -118,7 +118,8 @@ struct nt_tenant {
     uint64_t sync_need;          /* bump sequence the token's arrival requires */
     int scoped;                  /* triggers as the last sync saw them: -1 unknown, 0 no, 1 yes */
     uint64_t scoped_at;
-    uint64_t syncs, sync_fallbacks;
+    uint64_t syncs, sync_commits, sync_fallbacks;
+    uint64_t fallback_logged_at; /* loop ms of the last fallback summary (rate-limited) */
     /* Bumps for notifications, in issue order; completed ones leave from the head. */
     nt_bump_t *bumps, **bumps_tail;
     uint64_t bump_seq;           /* last issued */
@@ -500,6 +501,7 @@ px_notify_sync_t *px_notify_sync(const char *tenant, px_notify_sync_cb cb, void 
     s->cb = cb;
     s->arg = arg;
     s->deadline = now + rc->cfg.timeout_ms;
+    t->sync_commits++;
     /* Appended, so waiters are answered in the order their commits were seen. */
     px_notify_sync_t **pp = &t->queued;
     while (*pp != NULL)
@@ -537,10 +539,18 @@ void px_notify_sync_tick(void)
         uint64_t before = t->sync_fallbacks;
         waiters_expire(&t->covered, now, &t->sync_fallbacks);
         waiters_expire(&t->queued, now, &t->sync_fallbacks);
-        if (t->sync_fallbacks != before)
-            px_log_debug("notify %s: %llu commit(s) through pgshim saw no sync in time; "
-                         "invalidating their tables instead", t->tenant,
-                         (unsigned long long)(t->sync_fallbacks - before));
+        if (t->sync_fallbacks == before)
+            continue;
+        /* A slow PostgreSQL or Redis makes commits fall back: say so, at most every 10 s. */
+        bool loud = t->fallback_logged_at == 0 || now - t->fallback_logged_at >= 10000;
+        if (loud)
+            t->fallback_logged_at = now;
+        px_log(loud ? PX_LOG_INFO : PX_LOG_DEBUG,
+               "notify %s: %llu commit(s) through pgshim saw no sync within timeout_ms; "
+               "invalidating their tables instead (%llu of %llu since start, %llu syncs)",
+               t->tenant, (unsigned long long)(t->sync_fallbacks - before),
+               (unsigned long long)t->sync_fallbacks, (unsigned long long)t->sync_commits,
+               (unsigned long long)t->syncs);
     }
 }
 

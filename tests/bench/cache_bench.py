@@ -413,8 +413,13 @@ def mixed_arm_run(a, pg, basedir, db, arm, port, data, now, caps_sql, targets):
             th.join(timeout=a.warmup + a.mixed_seconds + 120)
         after = intercept_rows(shim, db) if shim is not None else None
     finally:
+        fallbacks = None
         if shim is not None:
             shim.stop()
+            # commits through pgshim that waited in vain for the listener's sync (rate-limited
+            # log line: the last one tells the count up to then)
+            fb = [ln for ln in shim.log_text().splitlines() if "saw no sync" in ln]
+            fallbacks = fb[-1].split("(", 1)[-1].rstrip(")") if fb else "none logged"
             rep = shim.sanitizer_report()
             if rep:
                 log("sanitizer report:\n" + rep)
@@ -431,6 +436,9 @@ def mixed_arm_run(a, pg, basedir, db, arm, port, data, now, caps_sql, targets):
                read_p95=lb.percentile(lat, 0.95) if lat else None,
                family={k: dict(n=len(v), median=statistics.median(v), p95=lb.percentile(v, 0.95))
                        for k, v in fam.items()})
+    if arm == "cache-fine":
+        res["sync_fallbacks"] = fallbacks
+        log("mixed %s: sync fallbacks: %s" % (arm, fallbacks))
     if before is not None and after is not None:
         hits, misses, fh = 0, 0, {}
         for fn in after:
