@@ -21,9 +21,10 @@
  *   committed, or was rolled back: invalidating then is merely wasteful) the ReadyForQuery is
  *   held until either the tenant's listener synced (row writes only, triggers usable: their
  *   notifications did the scoped invalidation, px_notify_sync) or their table generations were
- *   bumped (everything else, and every sync that fails). The set is kept while replies are still outstanding, so a
- *   pipelined later write is bumped at its own ReadyForQuery too. While a bump is in flight the
- *   cache library refuses lookups of that tenant, so this pgshim never serves a stale result.
+ *   bumped (everything else, and every sync that fails). The set is kept while replies are
+ *   still outstanding, so a pipelined later write is invalidated at its own ReadyForQuery too.
+ *   While a bump is in flight the cache library refuses lookups of that tenant, so this pgshim
+ *   never serves a stale result.
  * - Writes that bypass pgshim are seen through NOTIFY (cachenotify.c): a tenant whose LISTEN
  *   connection is not trusted (down, or its bump after connecting not answered yet) is answered
  *   natively, and nothing is stored for it.

@@ -98,9 +98,10 @@ void px_cache_shutdown(void);
  * (cachenotify.c): writes that bypass pgshim. Per tenant with a function in cache mode, one
  * LISTEN connection on `[redis] notify_channel` (credentials of a pool of that database, like the
  * native connections); each notification bumps the generations named in its payload: a table,
- * or a table's scopes (any other payload: every legacy table of the tenant). A tenant is trusted only while its
- * LISTEN is up and the bump of every table that followed the (re)connect has been answered, since
- * notifications sent while nobody listened are lost. With notify off every tenant is trusted. */
+ * or a table's scopes (any other payload: every legacy table of the tenant). A tenant is trusted
+ * only while its LISTEN is up and the bump of every table that followed the (re)connect has been
+ * answered, since notifications sent while nobody listened are lost. With notify off every
+ * tenant is trusted. */
 
 /* Called once the cache client exists: starts the 100 ms timer that opens, watches and
    reconnects LISTEN connections (at once after losing one that was up, then with backoff
