@@ -12,12 +12,19 @@
  *   function reads (rw_fn_reads). A hit is served from the stored messages; a miss is answered
  *   natively and stored with px_flags_ttl. Every failure means "answer natively", counted in
  *   cache_errors.
+ * - Keys carry the generation of every table the function reads and, for the tables the NOTIFY
+ *   row triggers report by scope, either the scoped generation of the call's argument
+ *   ("jobneed@bu=12") or the table's any-scope generation ("jobneed@*"): call_tables().
  * - Writes: every Query/Parse that reaches the interception hook is checked for writes to legacy
- *   tables (rw_writes_tables) and the tables are remembered per client; at the next ReadyForQuery
- *   with status 'I' (the write committed, or was rolled back: bumping then is merely wasteful)
- *   their generations are bumped. The set is kept while replies are still outstanding, so a
- *   pipelined later write is bumped at its own ReadyForQuery too. While a bump is in flight the
- *   cache library refuses lookups of that tenant, so this pgshim never serves a stale result.
+ *   tables (rw_writes_classify) and the tables are remembered per client, with WR_OTHER when a
+ *   write was not a plain row write; at the next ReadyForQuery with status 'I' (the write
+ *   committed, or was rolled back: invalidating then is merely wasteful) the ReadyForQuery is
+ *   held until either the tenant's listener synced (row writes only, triggers usable: their
+ *   notifications did the scoped invalidation, px_notify_sync) or their table generations were
+ *   bumped (everything else, and every sync that fails). The set is kept while replies are
+ *   still outstanding, so a pipelined later write is invalidated at its own ReadyForQuery too.
+ *   While a bump is in flight the cache library refuses lookups of that tenant, so this pgshim
+ *   never serves a stale result.
  * - Writes that bypass pgshim are seen through NOTIFY (cachenotify.c): a tenant whose LISTEN
  *   connection is not trusted (down, or its bump after connecting not answered yet) is answered
  *   natively, and nothing is stored for it.
@@ -29,6 +36,7 @@
 
 #include <hiredis/adapters/libuv.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +246,7 @@ static void tick_cb(uv_timer_t *t)
     (void)t;
     if (g_cache != NULL)
         cache_client_tick(g_cache, cache_now_ms());
+    px_notify_sync_tick();
 }
 
 /* The cache client, created on first use once the loop exists; NULL when the cache is off. */
@@ -374,6 +383,69 @@ static void lookup_cb(void *arg, int status, cache_key_t *k, const cache_result_
     cc->cb(cc->arg, status, status == CACHE_HIT ? res : NULL);
 }
 
+/* The canonical decimal form of an integer argument (what the triggers send: bigint::text), or
+   false when the argument is NULL or not a plain integer. The call's argument texts are already
+   PostgreSQL's input form, so anything else here is unusual; it only costs the scope. */
+static bool scope_value(const rw_call_t *call, int arg, char *out, size_t outlen)
+{
+    if (arg < 0 || arg >= call->nargs)
+        return false;
+    const rw_arg_t *a = &call->args[arg];
+    if (a->is_null || a->text == NULL || a->text[0] == '\0')
+        return false;
+    const char *p = a->text;
+    if (*p == '-' || *p == '+')
+        p++;
+    if (*p == '\0')
+        return false;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9')
+            return false;
+    errno = 0;
+    long long v = strtoll(a->text, NULL, 10);
+    if (errno != 0)
+        return false;
+    snprintf(out, outlen, "%lld", v);
+    return true;
+}
+
+/* The generations a call's key carries: every table it reads (a table-level bump reaches all
+   its results) and, for each table the triggers report by scope, either the scoped generation
+   of the call's argument ("jobneed@bu=12") or, when the function has no scope on that table or
+   the argument gives none, the table's any-scope generation ("jobneed@*", bumped by every
+   scoped write). A scoped write bumps "<table>@*" and the scopes of its rows, never the table
+   generation, so every result that could include one of its rows misses and no other does. */
+static int call_tables(const rw_call_t *call, const char **tables,
+                       char scoped[][PX_SCOPE_NAME_MAX])
+{
+    rw_tableset_t reads = rw_fn_reads(call->fn);
+    int n = rw_tableset_names(reads, tables, CACHE_MAX_TABLES);
+    rw_scope_t sc[CACHE_MAX_TABLES];
+    int nsc = rw_fn_scopes(call->fn, sc, CACHE_MAX_TABLES);
+    int ns = 0;
+    for (int t = 0; t < RW_TABLE__COUNT; t++) {
+        if (!(reads & RW_TABLES_SCOPED & (1u << t)))
+            continue;
+        bool any = false;
+        for (int i = 0; i < nsc && n < CACHE_MAX_TABLES; i++) {
+            char v[32];
+            if ((int)sc[i].table != t || !scope_value(call, sc[i].arg, v, sizeof v))
+                continue;
+            snprintf(scoped[ns], PX_SCOPE_NAME_MAX, "%s@%s=%s", rw_table_name((rw_table_t)t),
+                     sc[i].scope, v);
+            tables[n++] = scoped[ns++];
+            any = true;
+        }
+        if (!any) {
+            if (n == CACHE_MAX_TABLES)
+                return -1;  /* a key without this generation would miss scoped writes */
+            snprintf(scoped[ns], PX_SCOPE_NAME_MAX, "%s@*", rw_table_name((rw_table_t)t));
+            tables[n++] = scoped[ns++];
+        }
+    }
+    return n;
+}
+
 px_cache_call_t *px_cache_call_start(const char *tenant, const rw_call_t *call,
                                      px_cache_lookup_cb cb, void *arg, int *status)
 {
@@ -421,7 +493,8 @@ px_cache_call_t *px_cache_call_start(const char *tenant, const rw_call_t *call,
         datep = date;
     }
     const char *tables[CACHE_MAX_TABLES];
-    int ntables = rw_tableset_names(rw_fn_reads(call->fn), tables, CACHE_MAX_TABLES);
+    char scoped[CACHE_MAX_TABLES][PX_SCOPE_NAME_MAX];
+    int ntables = call_tables(call, tables, scoped);
     cache_key_spec_t spec = {
         .tenant = tenant,
         .function = rw_fn_name(call->fn),
@@ -433,8 +506,9 @@ px_cache_call_t *px_cache_call_start(const char *tenant, const rw_call_t *call,
         .tables = tables,
         .ntables = ntables,
     };
-    int rc = call->nargs > CACHE_MAX_ARGS ? CACHE_EINVAL
-                                          : cache_key_build(&cc->key, cache_client_prefix(cl), &spec);
+    int rc = call->nargs > CACHE_MAX_ARGS || ntables < 0
+                 ? CACHE_EINVAL
+                 : cache_key_build(&cc->key, cache_client_prefix(cl), &spec);
     if (rc == 0)
         rc = cache_lookup(cl, &cc->key, lookup_cb, cc, &cc->req);
     if (rc != 0) {
@@ -493,6 +567,9 @@ void px_cache_call_free(px_cache_call_t *cc)
  * ------------------------------------------------------------------------------------------- */
 
 #define WR_HASH_SIZE 256
+/* Marks a write set holding a write the NOTIFY triggers do not report (DDL, DO, unparsed...):
+   it must be invalidated by table. Outside the table bits, so rw_tableset_names ignores it. */
+#define WR_OTHER ((rw_tableset_t)1u << 31)
 
 typedef struct px_wr_client {
     struct px_wr_client *next;
@@ -503,6 +580,8 @@ typedef struct px_wr_client {
     bool released;               /* the bump ended: let the held ReadyForQuery through */
     bool clear_after;            /* no reply was outstanding: forget `bumping` on release */
     bool gone;                   /* the client went away while holding: free on release */
+    char *tenant;                /* the client's database while a sync is awaited (the client
+                                    may be gone when it ends) */
     struct {
         char *name;
         rw_tableset_t tables;
@@ -512,6 +591,7 @@ typedef struct px_wr_client {
 
 static void wr_free(px_wr_client_t *w)
 {
+    free(w->tenant);
     for (size_t i = 0; i < w->nstmts; i++)
         free(w->stmts[i].name);
     free(w->stmts);
@@ -570,10 +650,13 @@ static rw_tableset_t statement_writes(const char *sql, size_t len, bool whole)
 {
     if (!rw_writes_prefilter(sql, len))
         return 0;
-    rw_tableset_t set = RW_TABLES_ALL;
-    if (whole && rw_writes_tables(sql, &set) == 0)
+    if (!whole)
+        return RW_TABLES_ALL | WR_OTHER;
+    rw_tableset_t set;
+    bool other;
+    if (rw_writes_classify(sql, &set, &other) == 0)
         return 0;
-    return set;
+    return set | (other ? WR_OTHER : 0);
 }
 
 void px_cache_note_statement(px_client_t *c, const char *sql, size_t len, bool whole)
@@ -651,6 +734,23 @@ static void bump_done(void *arg, int status)
     }
 }
 
+/* The listener's sync for a held commit came back: seen, its notifications have been applied
+   and the ReadyForQuery can go; not seen, the tables are bumped first (also when the client
+   left meanwhile: the write committed all the same). */
+static void sync_done(void *arg, bool seen)
+{
+    px_wr_client_t *w = arg;
+    if (seen || g_cache == NULL) {
+        bump_done(w, CACHE_OK);
+        return;
+    }
+    const char *names[RW_TABLE__COUNT];
+    int n = rw_tableset_names(w->bumping, names, RW_TABLE__COUNT);
+    int rc = n > 0 ? cache_bump(g_cache, w->tenant, names, n, bump_done, w) : CACHE_EINVAL;
+    if (rc != 0)
+        bump_done(w, rc);  /* refused at once: the tenant is in bypass, nothing stale is served */
+}
+
 bool px_cache_hold_ready(px_client_t *c, uint8_t st, int pending_after)
 {
     if (c == NULL || g_cache == NULL)
@@ -667,9 +767,24 @@ bool px_cache_hold_ready(px_client_t *c, uint8_t st, int pending_after)
         w->bumping = 0;
         return false;
     }
-    if (st != (uint8_t)'I' || w->tables == 0)
+    if (st != (uint8_t)'I' || (w->tables & RW_TABLES_ALL) == 0)
         return false;
-    /* The transaction is over: its writes committed (or rolled back: a wasted bump). */
+    /* The transaction is over: its writes committed (or rolled back: a wasted invalidation).
+       Row writes fired the scoped triggers, whose notifications invalidate exactly the scopes
+       they touched: wait until the tenant's listener has applied them (sync_done). Anything
+       else, or no usable listener, bumps the tables. */
+    if (!(w->tables & WR_OTHER) &&
+        (w->tenant != NULL || (w->tenant = strdup(c->dbname)) != NULL)) {
+        w->bumping = w->tables;
+        w->clear_after = pending_after == 0;
+        w->holding = true;
+        if (px_notify_sync(c->dbname, sync_done, w) != NULL) {
+            px_log_debug("C-%llu: row writes ended; waiting for the listener's sync",
+                         (unsigned long long)c->id);
+            return true;
+        }
+        w->holding = false;
+    }
     const char *names[RW_TABLE__COUNT];
     int n = rw_tableset_names(w->tables, names, RW_TABLE__COUNT);
     int rc = cache_bump(g_cache, c->dbname, names, n, bump_done, w);

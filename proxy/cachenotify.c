@@ -2,14 +2,32 @@
  * cachenotify.c: cache invalidation for writes that bypass pgshim (issue 7, guarantee 2).
  *
  * etc/pgshim-notify.sql installs statement-level triggers on the legacy tables that run
- * pg_notify('<channel>', '<table>'). PostgreSQL delivers a notification when the writing
+ * pg_notify('<channel>', <payload>). PostgreSQL delivers a notification when the writing
  * transaction commits (once per channel and payload per transaction), to every session that
  * LISTENs. pgshim keeps one LISTEN connection per tenant (the database name the clients use) that
  * has a function in cache mode, opened like the native connections: non-blocking libpq on the
  * libuv loop (PQconnectStartParams, one uv_poll on its socket), the server, database, user and
- * password of a pool of that tenant. Each notification bumps the generation of its table, so
- * the next lookup of any result that read the table misses; that happens within a loop
+ * password of a pool of that tenant. Each notification bumps the generations its payload names,
+ * so the next lookup of any result that depends on them misses; that happens within a loop
  * iteration of the commit.
+ *
+ * Payloads (etc/pgshim-notify.sql version 2): "<table>" bumps the table's generation;
+ * "<table> <scope>=<v>,<v>... ..." (the row triggers of jobneed, asset, questionset and
+ * pgbelonging) bumps "<table>@*" and "<table>@<scope>=<v>" for each value, which invalidates
+ * exactly the results keyed on those scopes or on no scope of that table (cachemode.c builds the
+ * keys); anything else bumps every legacy table. "sync <n>" payloads change nothing.
+ *
+ * Syncs (px_notify_sync): a commit through pgshim whose writes all fired the row triggers waits
+ * for a token instead of bumping whole tables. The listener sends SELECT pg_notify(channel,
+ * 'sync <n>') on its own connection; notifications arrive in commit order, so when the token
+ * comes back every notification of a transaction that committed before the statement was sent
+ * has arrived, and its bumps were sent (in arrival order, before the token is recorded). The
+ * waiters are released once each of those bumps has been answered by Redis. Bumps sent for
+ * notifications are numbered and completed in any order; bumps_complete() is the highest number
+ * up to which all have completed. At most one sync is on the wire; waiters that arrive meanwhile
+ * are covered by the next one. A waiter's callback fires exactly once: seen after its sync
+ * completed with the triggers found usable, not seen when they are not, when the connection is
+ * lost, on timeout_ms, or at shutdown.
  *
  * Trust: a tenant's results are served and stored only while it is trusted (px_notify_trusted).
  * A tenant becomes trusted when its LISTEN has been acknowledged and the bump of every legacy
@@ -32,6 +50,7 @@
 
 #include <libpq-fe.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +62,12 @@
 
 typedef enum nt_state { NT_CONNECTING, NT_LISTENING, NT_UP, NT_CLOSING } nt_state_t;
 
+/* The statement on the LISTEN connection whose results are still to come. */
+typedef enum nt_query { NT_Q_NONE, NT_Q_LISTEN, NT_Q_SYNC } nt_query_t;
+
+#define NT_SCOPED_RECHECK_MS 5000  /* triggers found unscoped: how long until a sync asks again */
+#define NT_MAX_NAMES 256           /* scoped generations collected from one read */
+
 typedef struct nt_tenant nt_tenant_t;
 
 /* One LISTEN connection attempt. */
@@ -53,8 +78,25 @@ typedef struct nt_conn {
     bool poll_init;
     int poll_events;             /* 0 = not started */
     nt_state_t state;
+    nt_query_t query;
     uint64_t deadline;           /* loop ms; 0 = none (listening) */
 } nt_conn_t;
+
+/* A commit through pgshim waiting for its sync (px_notify_sync). */
+struct px_notify_sync {
+    px_notify_sync_t *next;
+    px_notify_sync_cb cb;
+    void *arg;
+    uint64_t deadline;           /* loop ms */
+};
+
+/* A bump sent for notifications; syncs wait for every bump issued before their token. */
+typedef struct nt_bump {
+    struct nt_bump *next;
+    nt_tenant_t *t;
+    uint64_t seq;
+    bool done;
+} nt_bump_t;
 
 struct nt_tenant {
     nt_tenant_t *next;
@@ -68,6 +110,20 @@ struct nt_tenant {
     uint64_t received;           /* notifications */
     uint64_t connects;           /* LISTENs acknowledged */
     uint32_t fails;              /* connection attempts failed since the last LISTEN */
+    /* Syncs for commits through pgshim (see px_notify_sync). */
+    px_notify_sync_t *queued;    /* waiting for a sync not sent yet */
+    px_notify_sync_t *covered;   /* covered by the sync on the wire */
+    bool sync_busy;              /* a sync statement is on the connection */
+    bool sync_got_token, sync_got_result, sync_ok;
+    uint64_t sync_token;         /* the token of the sync on the wire */
+    uint64_t sync_need;          /* bump sequence the token's arrival requires */
+    int scoped;                  /* triggers as the last sync saw them: -1 unknown, 0 no, 1 yes */
+    uint64_t scoped_at;
+    uint64_t syncs, sync_commits, sync_fallbacks;
+    uint64_t fallback_logged_at; /* loop ms of the last fallback summary (rate-limited) */
+    /* Bumps for notifications, in issue order; completed ones leave from the head. */
+    nt_bump_t *bumps, **bumps_tail;
+    uint64_t bump_seq;           /* last issued */
 };
 
 /* A bump of every table after a (re)connect: trusts the tenant only for the epoch it was sent
@@ -119,6 +175,8 @@ static nt_tenant_t *tenant_add(const char *tenant)
         return NULL;
     }
     t->backoff_ms = NT_BACKOFF_MIN_MS;
+    t->scoped = -1;
+    t->bumps_tail = &t->bumps;
     t->next = g_tenants;
     g_tenants = t;
     return t;
@@ -166,11 +224,340 @@ static px_pool_t *tenant_pool(const char *tenant)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Connections
+ * Bumps for notifications, and syncs for commits through pgshim
  * ------------------------------------------------------------------------------------------- */
 
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void conn_launch(nt_tenant_t *t);
+static void conn_close(nt_conn_t *nc, const char *why);
+static void conn_set_poll(nt_conn_t *nc, int events);
+static void sync_send(nt_tenant_t *t);
+
+/* Every bump with a sequence number up to this one has completed. */
+static uint64_t bumps_complete(const nt_tenant_t *t)
+{
+    return t->bumps != NULL ? t->bumps->seq - 1 : t->bump_seq;
+}
+
+/* Fires a detached list of waiters. Their callbacks may register new waiters. */
+static void waiters_fire(px_notify_sync_t *list, bool seen)
+{
+    while (list != NULL) {
+        px_notify_sync_t *s = list;
+        list = s->next;
+        px_notify_sync_cb cb = s->cb;
+        void *arg = s->arg;
+        free(s);
+        cb(arg, seen);
+    }
+}
+
+/* The sync on the wire is over when its token arrived, its statement's result came back and
+   every bump issued for the notifications delivered before the token has completed. */
+static void sync_check(nt_tenant_t *t)
+{
+    if (!t->sync_busy || !t->sync_got_token || !t->sync_got_result ||
+        bumps_complete(t) < t->sync_need)
+        return;
+    t->sync_busy = false;
+    bool ok = t->sync_ok;
+    t->scoped = ok ? 1 : 0;
+    t->scoped_at = now_ms();
+    px_notify_sync_t *list = t->covered;
+    t->covered = NULL;
+    if (!ok && list != NULL)
+        px_log_debug("notify %s: the scoped triggers are not installed (or not enabled, or on "
+                     "another channel): commits through pgshim invalidate by table", t->tenant);
+    waiters_fire(list, ok);
+    sync_send(t);
+}
+
+static void bump_cb(void *arg, int status)
+{
+    nt_bump_t *b = arg;
+    nt_tenant_t *t = b->t;
+    (void)status;  /* a failed bump put the tenant in bypass: as safe as a landed one */
+    b->done = true;
+    while (t->bumps != NULL && t->bumps->done) {
+        nt_bump_t *h = t->bumps;
+        t->bumps = h->next;
+        free(h);
+    }
+    if (t->bumps == NULL)
+        t->bumps_tail = &t->bumps;
+    sync_check(t);
+}
+
+/* One bump of up to CACHE_MAX_BUMP_TABLES generations, tracked for syncs. */
+static void bump_send(nt_tenant_t *t, const char *const *names, int n)
+{
+    cache_client_t *cl = px_cache_client();
+    if (cl == NULL || n == 0)
+        return;
+    nt_bump_t *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        /* Untracked: a sync could overtake it, so no sync may succeed until the connection
+           is reopened (which bumps every table). */
+        if (cache_bump(cl, t->tenant, names, n, NULL, NULL) != 0)
+            px_log_warn("notify %s: bump failed; the tenant bypasses the cache", t->tenant);
+        if (t->conn != NULL)
+            conn_close(t->conn, "out of memory");
+        return;
+    }
+    b->t = t;
+    b->seq = ++t->bump_seq;
+    *t->bumps_tail = b;
+    t->bumps_tail = &b->next;
+    /* On failure the library puts the tenant in bypass and retries the bump itself. */
+    int rc = cache_bump(cl, t->tenant, names, n, bump_cb, b);
+    if (rc != 0)
+        bump_cb(b, rc);
+}
+
+/* Generations named by the notifications of one read, deduplicated. */
+typedef struct nt_names {
+    rw_tableset_t tables;                        /* table-level bumps */
+    int n;
+    char name[NT_MAX_NAMES][PX_SCOPE_NAME_MAX];  /* "<table>@*", "<table>@<scope>=<value>" */
+} nt_names_t;
+
+static void names_add(nt_names_t *acc, int table, const char *name)
+{
+    for (int i = 0; i < acc->n; i++)
+        if (strcmp(acc->name[i], name) == 0)
+            return;
+    if (acc->n == NT_MAX_NAMES) {
+        acc->tables |= (rw_tableset_t)1u << table;  /* too many scopes: the whole table */
+        return;
+    }
+    snprintf(acc->name[acc->n++], PX_SCOPE_NAME_MAX, "%s", name);
+}
+
+/* "<table>" (table-level), "<table> <scope>=<v>[,<v>...] ..." (scoped, from the row triggers),
+   anything else: every table. A scoped payload that does not parse bumps its table. */
+static void payload_add(nt_names_t *acc, const char *payload)
+{
+    char tab[32];
+    size_t tl = strcspn(payload, " ");
+    if (tl == 0 || tl >= sizeof tab) {
+        acc->tables |= RW_TABLES_ALL;
+        return;
+    }
+    memcpy(tab, payload, tl);
+    tab[tl] = '\0';
+    int t = rw_table_lookup(tab);
+    if (t < 0) {
+        acc->tables |= RW_TABLES_ALL;
+        return;
+    }
+    const char *p = payload + tl;
+    if (*p == '\0' || !(RW_TABLES_SCOPED & (1u << t))) {
+        acc->tables |= (rw_tableset_t)1u << t;
+        return;
+    }
+    char name[PX_SCOPE_NAME_MAX];
+    snprintf(name, sizeof name, "%s@*", tab);
+    names_add(acc, t, name);
+    while (*p == ' ') {
+        p++;
+        char scope[17];
+        size_t sl = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+        if (sl == 0 || sl >= sizeof scope || p[sl] != '=')
+            goto bad;
+        memcpy(scope, p, sl);
+        scope[sl] = '\0';
+        p += sl + 1;
+        for (;;) {
+            const char *v = p;
+            if (*p == '-')
+                p++;
+            size_t dl = strspn(p, "0123456789");
+            if (dl == 0 || dl > 19)
+                goto bad;
+            p += dl;
+            errno = 0;
+            long long val = strtoll(v, NULL, 10);
+            if (errno != 0)
+                goto bad;
+            snprintf(name, sizeof name, "%s@%s=%lld", tab, scope, val);
+            names_add(acc, t, name);
+            if (*p != ',')
+                break;
+            p++;
+        }
+    }
+    if (*p == '\0')
+        return;
+bad:
+    acc->tables |= (rw_tableset_t)1u << t;
+}
+
+/* Sends the collected bumps, CACHE_MAX_BUMP_TABLES generations at a time, and forgets them. */
+static void names_flush(nt_tenant_t *t, nt_names_t *acc)
+{
+    const char *names[CACHE_MAX_BUMP_TABLES];
+    int k = 0;
+    if (acc->tables != 0)
+        bump_send(t, names, rw_tableset_names(acc->tables, names, CACHE_MAX_BUMP_TABLES));
+    for (int i = 0; i < acc->n; i++) {
+        /* A table bumped table-level needs none of its scopes. */
+        int tab = -1;
+        char tn[32];
+        size_t tl = strcspn(acc->name[i], "@");
+        if (tl < sizeof tn) {
+            memcpy(tn, acc->name[i], tl);
+            tn[tl] = '\0';
+            tab = rw_table_lookup(tn);
+        }
+        if (tab >= 0 && (acc->tables & (1u << tab)))
+            continue;
+        names[k++] = acc->name[i];
+        if (k == CACHE_MAX_BUMP_TABLES) {
+            bump_send(t, names, k);
+            k = 0;
+        }
+    }
+    bump_send(t, names, k);
+    acc->tables = 0;
+    acc->n = 0;
+}
+
+/* Fails every waiter of the tenant: its connection is gone, so no token can come back. */
+static void syncs_fail(nt_tenant_t *t)
+{
+    px_notify_sync_t *a = t->covered, *b = t->queued;
+    t->covered = NULL;
+    t->queued = NULL;
+    t->sync_busy = false;
+    waiters_fire(a, false);
+    waiters_fire(b, false);
+}
+
+/* Sends "SELECT pg_notify(<channel>, 'sync <n>'), <triggers usable>" for the queued waiters when
+   no sync is on the wire. The notification is delivered after the statement's implicit commit,
+   which follows the waiters' commits, and PostgreSQL delivers notifications in commit order: by
+   the time the token arrives, every notification of the waiters' transactions has. The second
+   column says whether the scoped triggers are installed (pgshim_notify_version() exists), all
+   enabled ALWAYS (so session_replication_role cannot silence them) and sending on our channel;
+   if not, the waiters fall back to bumping their tables. */
+static void sync_send(nt_tenant_t *t)
+{
+    nt_conn_t *nc = t->conn;
+    if (t->sync_busy || t->queued == NULL || nc == NULL || nc->state != NT_UP ||
+        nc->query != NT_Q_NONE)
+        return;
+    const char *ch = notify_channel();
+    char lit[2 * 64 + 3];
+    size_t l = 0;
+    lit[l++] = '\'';
+    for (const char *p = ch; *p && l < sizeof(lit) - 3; p++) {
+        if (*p == '\'')
+            lit[l++] = '\'';
+        lit[l++] = *p;
+    }
+    lit[l++] = '\'';
+    lit[l] = '\0';
+    char sql[1024];
+    uint64_t token = t->sync_token + 1;
+    snprintf(sql, sizeof sql,
+             "SELECT pg_catalog.pg_notify(%s, 'sync %llu'), "
+             "pg_catalog.to_regprocedure('pgshim_notify_version()') IS NOT NULL "
+             "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgname LIKE "
+             "'pgshim\\_notify%%' AND (tgenabled <> 'A' OR pg_catalog.position(tgargs, "
+             "pg_catalog.convert_to(%s, 'UTF8') || pg_catalog.decode('00', 'hex')) <> 1))",
+             lit, (unsigned long long)token, lit);
+    if (PQsendQuery(nc->pg, sql) == 0) {
+        conn_close(nc, "cannot send a sync");
+        return;
+    }
+    t->sync_token = token;
+    t->sync_busy = true;
+    t->sync_got_token = t->sync_got_result = t->sync_ok = false;
+    t->syncs++;
+    nc->query = NT_Q_SYNC;
+    /* Everyone queued committed before this statement was sent. */
+    t->covered = t->queued;
+    t->queued = NULL;
+    int fl = PQflush(nc->pg);
+    if (fl < 0)
+        conn_close(nc, "cannot send a sync");
+    else if (fl > 0)
+        conn_set_poll(nc, UV_READABLE | UV_WRITABLE);
+}
+
+px_notify_sync_t *px_notify_sync(const char *tenant, px_notify_sync_cb cb, void *arg)
+{
+    const px_redis_conf_t *rc = px_cache_conf();
+    if (rc == NULL || !rc->notify || !g_nt_on)
+        return NULL;
+    nt_tenant_t *t = tenant_find(tenant);
+    if (t == NULL || !t->trusted || t->conn == NULL || t->conn->state != NT_UP)
+        return NULL;
+    uint64_t now = now_ms();
+    if (t->scoped == 0 && now - t->scoped_at < NT_SCOPED_RECHECK_MS)
+        return NULL;
+    px_notify_sync_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->cb = cb;
+    s->arg = arg;
+    s->deadline = now + rc->cfg.timeout_ms;
+    t->sync_commits++;
+    /* Appended, so waiters are answered in the order their commits were seen. */
+    px_notify_sync_t **pp = &t->queued;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = s;
+    sync_send(t);
+    return s;
+}
+
+/* Removes and fires the waiters of *list whose deadline passed. */
+static void waiters_expire(px_notify_sync_t **list, uint64_t now, uint64_t *count)
+{
+    px_notify_sync_t *expired = NULL, **tail = &expired;
+    for (px_notify_sync_t **pp = list; *pp != NULL;) {
+        px_notify_sync_t *s = *pp;
+        if (now >= s->deadline) {
+            *pp = s->next;
+            s->next = NULL;
+            *tail = s;
+            tail = &s->next;
+            (*count)++;
+        } else {
+            pp = &s->next;
+        }
+    }
+    waiters_fire(expired, false);
+}
+
+void px_notify_sync_tick(void)
+{
+    if (!g_nt_on)
+        return;
+    uint64_t now = now_ms();
+    for (nt_tenant_t *t = g_tenants; t != NULL; t = t->next) {
+        uint64_t before = t->sync_fallbacks;
+        waiters_expire(&t->covered, now, &t->sync_fallbacks);
+        waiters_expire(&t->queued, now, &t->sync_fallbacks);
+        if (t->sync_fallbacks == before)
+            continue;
+        /* A slow PostgreSQL or Redis makes commits fall back: say so, at most every 10 s. */
+        bool loud = t->fallback_logged_at == 0 || now - t->fallback_logged_at >= 10000;
+        if (loud)
+            t->fallback_logged_at = now;
+        px_log(loud ? PX_LOG_INFO : PX_LOG_DEBUG,
+               "notify %s: %llu commit(s) through pgshim saw no sync within timeout_ms; "
+               "invalidating their tables instead (%llu of %llu since start, %llu syncs)",
+               t->tenant, (unsigned long long)(t->sync_fallbacks - before),
+               (unsigned long long)t->sync_fallbacks, (unsigned long long)t->sync_commits,
+               (unsigned long long)t->syncs);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Connections
+ * ------------------------------------------------------------------------------------------- */
 
 static void conn_closed_cb(uv_handle_t *h)
 {
@@ -201,6 +588,7 @@ static void conn_close(nt_conn_t *nc, const char *why)
     t->trusted = false;
     t->trust_wanted = false;
     t->epoch++;
+    syncs_fail(t);
     t->retry_at = now_ms() + t->backoff_ms;
     t->backoff_ms = t->backoff_ms * 2 > NT_BACKOFF_MAX_MS ? NT_BACKOFF_MAX_MS : t->backoff_ms * 2;
     if (nc->poll_init) {
@@ -275,38 +663,59 @@ static void trust_start(nt_tenant_t *t)
     }
 }
 
-/* Bumps the tables named by the notifications that arrived in one read. */
+/* Bumps the generations named by the notifications that arrived in one read, in order: a sync
+   token of ours is answered only after the bumps of every notification before it were sent. */
 static void conn_notifications(nt_conn_t *nc)
 {
     nt_tenant_t *t = nc->t;
-    rw_tableset_t set = 0;
+    static nt_names_t acc;  /* one loop thread; too big for the stack */
+    acc.tables = 0;
+    acc.n = 0;
     int n = 0;
+    rw_tableset_t touched = 0;  /* every table named, table-level or scoped (native memos) */
+    int own_pid = PQbackendPID(nc->pg);
     PGnotify *nf;
     while ((nf = PQnotifies(nc->pg)) != NULL) {
-        int tab = rw_table_lookup(nf->extra != NULL ? nf->extra : "");
-        set |= tab >= 0 ? (rw_tableset_t)1u << tab : RW_TABLES_ALL;
-        px_log_debug("notify %s: \"%s\" from backend %d", t->tenant,
-                      nf->extra != NULL ? nf->extra : "", nf->be_pid);
+        const char *payload = nf->extra != NULL ? nf->extra : "";
+        px_log_debug("notify %s: \"%.200s\" from backend %d", t->tenant, payload, nf->be_pid);
+        if (strncmp(payload, "sync ", 5) == 0) {
+            /* Another pgshim's token, or ours: no table changed. */
+            if (nf->be_pid == own_pid && t->sync_busy &&
+                strtoull(payload + 5, NULL, 10) == t->sync_token) {
+                names_flush(t, &acc);
+                t->sync_got_token = true;
+                t->sync_need = t->bump_seq;
+            }
+        } else {
+            /* Sent by the install and uninstall scripts: ask at the next sync again. */
+            if (strncmp(payload, "pgshim-notify", 13) == 0)
+                t->scoped = -1;
+            payload_add(&acc, payload);
+            char word[64];
+            size_t wl = strcspn(payload, " ");
+            int tab = -1;
+            if (wl < sizeof(word)) {
+                memcpy(word, payload, wl);
+                word[wl] = '\0';
+                tab = rw_table_lookup(word);
+            }
+            touched |= tab >= 0 ? (rw_tableset_t)1u << tab : RW_TABLES_ALL;
+            n++;
+        }
         PQfreemem(nf);
-        n++;
     }
-    if (n == 0)
-        return;
     t->received += (uint64_t)n;
     /* In-memory copies of the native path (native_butree_ttl) read the same tables. The LISTEN
        connection is on the tenant's server database, which is the tenant's name unless
        [databases] renames it; a renamed one keeps its copies until their TTL. */
-    px_native_tables_changed(t->tenant, set);
-    cache_client_t *cl = px_cache_client();
-    if (cl == NULL || set == 0)
-        return;
-    const char *names[RW_TABLE__COUNT];
-    int k = rw_tableset_names(set, names, RW_TABLE__COUNT);
-    /* On failure the library puts the tenant in bypass and retries the bump itself. */
-    int rc = cache_bump(cl, t->tenant, names, k, NULL, NULL);
-    px_log_debug("notify %s: %d notification(s) (%llu in all): bumping %d table(s): %s",
-                 t->tenant, n, (unsigned long long)t->received, k,
-                 rc == 0 ? "sent" : cache_strerror(rc));
+    if (touched != 0)
+        px_native_tables_changed(t->tenant, touched);
+    if (acc.tables != 0 || acc.n != 0)
+        px_log_debug("notify %s: %d notification(s) (%llu in all): bumping %d table(s) and %d "
+                     "scoped generation(s)", t->tenant, n, (unsigned long long)t->received,
+                     __builtin_popcount(acc.tables), acc.n);
+    names_flush(t, &acc);
+    sync_check(t);
 }
 
 static void conn_read(nt_conn_t *nc)
@@ -315,11 +724,39 @@ static void conn_read(nt_conn_t *nc)
         conn_close(nc, "connection lost");
         return;
     }
-    while (nc->state != NT_CLOSING && !PQisBusy(nc->pg)) {
+    /* Notifications first: a sync's token must be seen before its statement's end is. */
+    conn_notifications(nc);
+    while (nc->state != NT_CLOSING && nc->query != NT_Q_NONE && !PQisBusy(nc->pg)) {
         PGresult *r = PQgetResult(nc->pg);
-        if (r == NULL)
-            break;
+        if (r == NULL) {
+            nt_query_t q = nc->query;
+            nc->query = NT_Q_NONE;
+            if (q == NT_Q_SYNC) {
+                nt_tenant_t *t = nc->t;
+                t->sync_got_result = true;
+                conn_notifications(nc);
+                sync_check(t);
+                if (nc->state == NT_CLOSING)
+                    return;
+                sync_send(t);
+            }
+            continue;
+        }
         ExecStatusType st = PQresultStatus(r);
+        if (nc->query == NT_Q_SYNC) {
+            nt_tenant_t *t = nc->t;
+            if (st == PGRES_TUPLES_OK) {
+                t->sync_ok = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+            } else if (!t->sync_got_token) {
+                /* An error (notification queue full, no access to pg_trigger...) rolled the
+                   statement back: no token will come, and the waiters fall back. */
+                t->sync_ok = false;
+                t->sync_got_token = true;
+                t->sync_need = t->bump_seq;
+            }
+            PQclear(r);
+            continue;
+        }
         PQclear(r);
         if (st != PGRES_COMMAND_OK) {
             conn_close(nc, "LISTEN failed");
@@ -363,6 +800,7 @@ static void conn_send_listen(nt_conn_t *nc)
         return;
     }
     nc->state = NT_LISTENING;
+    nc->query = NT_Q_LISTEN;
     nc->deadline = now_ms() + NT_STEP_TIMEOUT_MS;
     int fl = PQflush(nc->pg);
     if (fl < 0)
@@ -539,6 +977,12 @@ void px_notify_shutdown(void)
         g_tenants = t->next;
         if (t->conn != NULL)
             conn_close(t->conn, "shutting down");
+        syncs_fail(t);
+        while (t->bumps != NULL) {  /* only if the cache client is still alive (it is not) */
+            nt_bump_t *b = t->bumps;
+            t->bumps = b->next;
+            free(b);
+        }
         free(t->tenant);
         free(t);
     }

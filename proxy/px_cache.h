@@ -5,9 +5,11 @@
  * answer) and the write tracking that bumps table generations when a write commits.
  *
  * Invariants: no cache failure ever reaches a client (every negative result means "answer
- * natively"); a client's recorded write set is bumped at every ReadyForQuery 'I' that follows it
- * (a rollback over-invalidates, which is safe) and kept until no reply is outstanding, so a later
- * pipelined write is never forgotten.
+ * natively"); a client's recorded write set is invalidated at every ReadyForQuery 'I' that
+ * follows it (a rollback over-invalidates, which is safe), before that ReadyForQuery is
+ * forwarded: by its tables' generations, or, for row writes with the scoped NOTIFY triggers
+ * usable, by waiting until the listener applied the commit's notifications; the set is kept
+ * until no reply is outstanding, so a later pipelined write is never forgotten.
  */
 #ifndef PGSHIM_PROXY_PX_CACHE_H
 #define PGSHIM_PROXY_PX_CACHE_H
@@ -29,6 +31,8 @@ typedef struct px_redis_conf {
 } px_redis_conf_t;
 
 #define PX_NOTIFY_CHANNEL_DEFAULT "pgshim_invalidate"
+/* "<table>@<scope>=<decimal>" incl. NUL: a scoped generation's name. */
+#define PX_SCOPE_NAME_MAX 64
 
 
 /* One `name = value` line of [redis] into *conf (allocated on first use). Returns 0, or -1 with
@@ -93,10 +97,11 @@ void px_cache_shutdown(void);
 /* ------------------------------------------------------------------ NOTIFY invalidation
  * (cachenotify.c): writes that bypass pgshim. Per tenant with a function in cache mode, one
  * LISTEN connection on `[redis] notify_channel` (credentials of a pool of that database, like the
- * native connections); each notification bumps the generation of the table named in its payload
- * (any other payload: every legacy table of the tenant). A tenant is trusted only while its
- * LISTEN is up and the bump of every table that followed the (re)connect has been answered, since
- * notifications sent while nobody listened are lost. With notify off every tenant is trusted. */
+ * native connections); each notification bumps the generations named in its payload: a table,
+ * or a table's scopes (any other payload: every legacy table of the tenant). A tenant is trusted
+ * only while its LISTEN is up and the bump of every table that followed the (re)connect has been
+ * answered, since notifications sent while nobody listened are lost. With notify off every
+ * tenant is trusted. */
 
 /* Called once the cache client exists: starts the 100 ms timer that opens, watches and
    reconnects LISTEN connections (at once after losing one that was up, then with backoff
@@ -105,6 +110,20 @@ void px_notify_start(void);
 /* True when tenant's results may be served and stored. False starts its LISTEN connection if
    none exists yet (the caller answers natively meanwhile). Never blocks. */
 bool px_notify_trusted(const char *tenant);
+/* Commits through pgshim (issue 7, guarantee 1 without table-level bumps). When the tenant's
+   LISTEN is up and trusted and the scoped triggers were not found missing by a recent sync,
+   queues a waiter and returns its handle: cb fires exactly once, with seen = true after a
+   "sync <n>" token sent on the LISTEN connection after this call came back and every bump of
+   the notifications delivered before it completed (so every notification of a transaction that
+   committed before the call has been applied in Redis), or with seen = false (the triggers are
+   not the scoped ones, the connection dropped, timeout_ms passed, shutdown): then the caller
+   must invalidate by table. One sync covers every waiter queued while the previous one was on
+   the wire. Returns NULL (cb never fires) when no sync can help. */
+typedef struct px_notify_sync px_notify_sync_t;
+typedef void (*px_notify_sync_cb)(void *arg, bool seen);
+px_notify_sync_t *px_notify_sync(const char *tenant, px_notify_sync_cb cb, void *arg);
+/* Fails waiters past their deadline; called from the cache's 10 ms timer. */
+void px_notify_sync_tick(void);
 /* Closes every LISTEN connection and frees the records; after cache_client_free (whose
    callbacks may still reach this module). */
 void px_notify_shutdown(void);

@@ -61,6 +61,29 @@ rw_tableset_t rw_fn_reads(rw_fn_t fn);
 /* True for functions whose result depends on the current date (cache keys add the date). */
 bool rw_fn_depends_on_date(rw_fn_t fn);
 
+/*
+ * Scopes: finer invalidation than a table (issue 7). The NOTIFY triggers of etc/pgshim-notify.sql
+ * report, for the tables in RW_TABLES_SCOPED, the distinct values of their scope columns among
+ * the rows a statement changed (old and new values): jobneed bu=bu_id client=client_id, asset
+ * bu=bu_id, questionset bu=bu_id, pgbelonging people=people_id. A function's result depends only
+ * on the rows whose scope column equals one of its arguments (behaviour spec 3.6-3.10), so a
+ * write to other scopes cannot change it. Rows whose scope column is NULL are in no scoped result
+ * (every filter is an equality with the argument).
+ */
+#define RW_TABLES_SCOPED                                                                     \
+    ((rw_tableset_t)((1u << RW_TABLE_JOBNEED) | (1u << RW_TABLE_ASSET) |                     \
+                     (1u << RW_TABLE_QUESTIONSET) | (1u << RW_TABLE_PGBELONGING)))
+
+typedef struct rw_scope {
+    rw_table_t table;
+    const char *scope;   /* "bu", "client", "people": the name the triggers send */
+    int arg;             /* 0-based argument of the call holding the value */
+} rw_scope_t;
+
+/* The scopes fn's result is confined to, into out[0..max); returns how many. 0 for functions
+   with none (the BU functions, the capability query). */
+int rw_fn_scopes(rw_fn_t fn, rw_scope_t *out, int max);
+
 /* The cheap pre-filter alone: false when sql (len bytes) certainly writes no legacy table.
    True means "parse to find out". */
 bool rw_writes_prefilter(const char *sql, size_t len);
@@ -73,5 +96,15 @@ bool rw_writes_prefilter(const char *sql, size_t len);
  * safely).
  */
 int rw_writes_tables(const char *sql, rw_tableset_t *out) __attribute__((warn_unused_result));
+
+/*
+ * As rw_writes_tables, and *other tells whether any write to a legacy table is of a kind the
+ * NOTIFY triggers do not report: *other is false only when every such write is INSERT, UPDATE,
+ * DELETE, MERGE, COPY FROM or TRUNCATE of an unqualified or public-qualified table (they fire
+ * the statement triggers wherever they sit). DDL, DO/CALL/EXECUTE, text that does not parse and
+ * out of memory set it.
+ */
+int rw_writes_classify(const char *sql, rw_tableset_t *out, bool *other)
+    __attribute__((warn_unused_result));
 
 #endif /* PGSHIM_REWRITE_RW_WRITES_H */

@@ -84,6 +84,33 @@ bool rw_fn_depends_on_date(rw_fn_t fn)
     return fn == RW_FN_GETJOBNEED || fn == RW_FN_GETEXTTOURJOBNEED;
 }
 
+int rw_fn_scopes(rw_fn_t fn, rw_scope_t *out, int max)
+{
+    /* Behaviour spec 3.6-3.10: each filter below is an equality of the table's column with the
+       argument, so rows of other scopes never reach the result. fn_getassetdetails passes
+       a.bu_id (= _siteid) to fn_getassetvsquestionset, hence questionset bu = _siteid too;
+       fun_getexttourjobneed ignores _buid but filters client_id. */
+    static const struct {
+        rw_fn_t fn;
+        rw_scope_t s;
+    } map[] = {
+        {RW_FN_GETJOBNEED, {RW_TABLE_JOBNEED, "bu", 1}},
+        {RW_FN_GETJOBNEED, {RW_TABLE_PGBELONGING, "people", 0}},
+        {RW_FN_GETEXTTOURJOBNEED, {RW_TABLE_JOBNEED, "client", 2}},
+        {RW_FN_GETEXTTOURJOBNEED, {RW_TABLE_PGBELONGING, "people", 0}},
+        {RW_FN_GET_SCHEDULE_FOR_ADHOC, {RW_TABLE_JOBNEED, "bu", 1}},
+        {RW_FN_GET_SCHEDULE_FOR_ADHOC, {RW_TABLE_PGBELONGING, "people", 2}},
+        {RW_FN_GETASSETDETAILS, {RW_TABLE_ASSET, "bu", 1}},
+        {RW_FN_GETASSETDETAILS, {RW_TABLE_QUESTIONSET, "bu", 1}},
+        {RW_FN_GETASSETVSQUESTIONSET, {RW_TABLE_QUESTIONSET, "bu", 0}},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof map / sizeof map[0] && n < max; i++)
+        if (map[i].fn == fn)
+            out[n++] = map[i].s;
+    return n;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Word scan
  * ------------------------------------------------------------------------------------------- */
@@ -160,6 +187,7 @@ typedef struct walk {
     const ProtobufCMessage **stack;
     size_t n, cap;
     bool oom;
+    bool other;          /* a write that the NOTIFY triggers do not report (see rw_writes.h) */
     rw_tableset_t out;
 } walk_t;
 
@@ -195,6 +223,19 @@ static void add_rangevar(walk_t *w, const PgQuery__RangeVar *rv)
         add_name(w, rv->relname);
 }
 
+/* Target of a row-changing statement. The triggers are installed on the tables the installing
+   session's search_path resolves (normally public): a write to another schema's table of a
+   legacy name fires none of them, so it counts as an uncovered write. */
+static void add_dml_target(walk_t *w, const PgQuery__RangeVar *rv)
+{
+    if (rv == NULL || rv->relname == NULL || rw_table_lookup(rv->relname) < 0)
+        return;
+    add_name(w, rv->relname);
+    if (rv->schemaname != NULL && rv->schemaname[0] != '\0' &&
+        strcmp(rv->schemaname, "public") != 0)
+        w->other = true;
+}
+
 /* A name list from DROP (String nodes: [catalog.][schema.]name): the last one is the table. */
 static void add_name_list(walk_t *w, const PgQuery__Node *n)
 {
@@ -210,25 +251,26 @@ static void inspect(walk_t *w, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     if (d == &pg_query__insert_stmt__descriptor) {
-        add_rangevar(w, ((const PgQuery__InsertStmt *)m)->relation);
+        add_dml_target(w, ((const PgQuery__InsertStmt *)m)->relation);
     } else if (d == &pg_query__update_stmt__descriptor) {
-        add_rangevar(w, ((const PgQuery__UpdateStmt *)m)->relation);
+        add_dml_target(w, ((const PgQuery__UpdateStmt *)m)->relation);
     } else if (d == &pg_query__delete_stmt__descriptor) {
-        add_rangevar(w, ((const PgQuery__DeleteStmt *)m)->relation);
+        add_dml_target(w, ((const PgQuery__DeleteStmt *)m)->relation);
     } else if (d == &pg_query__merge_stmt__descriptor) {
-        add_rangevar(w, ((const PgQuery__MergeStmt *)m)->relation);
+        add_dml_target(w, ((const PgQuery__MergeStmt *)m)->relation);
     } else if (d == &pg_query__copy_stmt__descriptor) {
         const PgQuery__CopyStmt *c = (const PgQuery__CopyStmt *)m;
         if (c->is_from)
-            add_rangevar(w, c->relation);
+            add_dml_target(w, c->relation);
     } else if (d == &pg_query__truncate_stmt__descriptor) {
         const PgQuery__TruncateStmt *t = (const PgQuery__TruncateStmt *)m;
         for (size_t i = 0; i < t->n_relations; i++) {
             const PgQuery__Node *n = t->relations[i];
             if (n && n->node_case == PG_QUERY__NODE__NODE_RANGE_VAR)
-                add_rangevar(w, n->range_var);
+                add_dml_target(w, n->range_var);
         }
     } else if (d == &pg_query__drop_stmt__descriptor) {
+        w->other = true;
         const PgQuery__DropStmt *ds = (const PgQuery__DropStmt *)m;
         if (ds->remove_type == PG_QUERY__OBJECT_TYPE__OBJECT_SCHEMA) {
             w->out = RW_TABLES_ALL;
@@ -238,20 +280,25 @@ static void inspect(walk_t *w, const ProtobufCMessage *m)
                 add_name_list(w, ds->objects[i]);
         }
     } else if (d == &pg_query__alter_table_stmt__descriptor) {
+        w->other = true;
         add_rangevar(w, ((const PgQuery__AlterTableStmt *)m)->relation);
     } else if (d == &pg_query__rename_stmt__descriptor) {
+        w->other = true;
         const PgQuery__RenameStmt *r = (const PgQuery__RenameStmt *)m;
         add_rangevar(w, r->relation);
         /* Renaming another table to a legacy name replaces what the functions read. */
         if (r->rename_type == PG_QUERY__OBJECT_TYPE__OBJECT_TABLE && r->newname)
             add_name(w, r->newname);
     } else if (d == &pg_query__alter_object_schema_stmt__descriptor) {
+        w->other = true;
         add_rangevar(w, ((const PgQuery__AlterObjectSchemaStmt *)m)->relation);
     } else if (d == &pg_query__create_stmt__descriptor) {
+        w->other = true;
         add_rangevar(w, ((const PgQuery__CreateStmt *)m)->relation);
     } else if (d == &pg_query__do_stmt__descriptor || d == &pg_query__call_stmt__descriptor ||
                d == &pg_query__execute_stmt__descriptor) {
         w->out = RW_TABLES_ALL;
+        w->other = true;
     }
 }
 
@@ -280,11 +327,13 @@ static void push_children(walk_t *w, const ProtobufCMessage *m)
     }
 }
 
-static int walk_tree(const PgQuery__ParseResult *tree, rw_tableset_t *out)
+static int walk_tree(const PgQuery__ParseResult *tree, rw_tableset_t *out, bool *other)
 {
     walk_t w = {0};
     push(&w, &tree->base);
-    while (w.n > 0 && !w.oom && w.out != RW_TABLES_ALL) {
+    /* Stop early only once nothing can change any more: a DML statement touching every table
+       may still be followed by DDL, which decides how the write is invalidated. */
+    while (w.n > 0 && !w.oom && !(w.out == RW_TABLES_ALL && w.other)) {
         const ProtobufCMessage *m = w.stack[--w.n];
         inspect(&w, m);
         push_children(&w, m);
@@ -292,15 +341,25 @@ static int walk_tree(const PgQuery__ParseResult *tree, rw_tableset_t *out)
     free(w.stack);
     if (w.oom) {
         *out = RW_TABLES_ALL;
+        *other = true;
         return -1;
     }
     *out = w.out;
+    /* DDL that names no legacy table (CREATE INDEX, another table's ALTER) does not matter. */
+    *other = w.out != 0 && w.other;
     return w.out != 0;
 }
 
 int rw_writes_tables(const char *sql, rw_tableset_t *out)
 {
+    bool other;
+    return rw_writes_classify(sql, out, &other);
+}
+
+int rw_writes_classify(const char *sql, rw_tableset_t *out, bool *other)
+{
     *out = 0;
+    *other = false;
     if (sql == NULL)
         return 0;
     size_t len = strlen(sql);
@@ -315,15 +374,17 @@ int rw_writes_tables(const char *sql, rw_tableset_t *out)
         /* PostgreSQL would reject the text too, unless the server is newer than the parser
            here; assume the worst about the tables it names. */
         *out = (kw & KW_OPAQUE) ? RW_TABLES_ALL : named;
+        *other = *out != 0;
         rc = *out != 0;
     } else {
         PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
             NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
         if (tree == NULL) {
             *out = RW_TABLES_ALL;
+            *other = true;
             rc = -1;
         } else {
-            rc = walk_tree(tree, out);
+            rc = walk_tree(tree, out, other);
             pg_query__parse_result__free_unpacked(tree, NULL);
         }
     }

@@ -13,7 +13,11 @@ calls (weights per function below, arguments drawn Zipf-skewed over the fixture'
 clients and assets, so a working set of hot users repeats as real mobile syncs do) and 5% writes
 (UPDATE of one jobneed or one asset row, through the same connection, autocommit). Arms, each with
 a cold cache (fresh key prefix), same seed:
-  cache            cache mode, writes on: table-level invalidation (what pgshim implements)
+  cache            cache mode, writes on, no NOTIFY triggers: table-level invalidation (pgshim
+                   bumps the written table when the write commits)
+  cache-fine       cache mode, writes on, etc/pgshim-notify.sql installed for the arm (removed
+                   after it): scoped invalidation (per site, client or person, from the
+                   triggers' payloads; pgshim's own commits wait for its listener's sync)
   cache-no-writes  cache mode, writes off: the hit-rate ceiling of this argument distribution
   native           native mode, writes on (no cache)
   legacy           directly on PostgreSQL, writes on
@@ -34,6 +38,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -101,7 +106,7 @@ def parse_args():
     ap.add_argument("--mixed-clients", type=int, default=4)
     ap.add_argument("--write-pct", type=float, default=5.0)
     ap.add_argument("--zipf", type=float, default=1.0, help="part 2: skew of argument choice")
-    ap.add_argument("--arms", default="cache,cache-no-writes,native,legacy")
+    ap.add_argument("--arms", default="cache,cache-fine,cache-no-writes,native,legacy")
     ap.add_argument("--pgshim-bin", default=os.environ.get("PGSHIM_BIN") or proxyctl.find_pgshim_binary())
     ap.add_argument("--pg-port", type=int, default=int(os.environ.get("PGSHIM_BENCH_PG_PORT", "55201")))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("PGSHIM_BENCH_REDIS_PORT", "56201")))
@@ -355,7 +360,31 @@ def mixed_worker(dsn, seed, a, data, now, caps_sql, targets, write_pct, t_start,
     out.append(dict(lat=lat, by_family=by_family, errors=errors, reads=reads, writes=writes))
 
 
+NOTIFY_SQL = os.path.join(REPO, "etc", "pgshim-notify.sql")
+UNINSTALL_SQL = os.path.join(REPO, "etc", "pgshim-notify-uninstall.sql")
+
+
+def psql_file(pg, db, path):
+    env = dict(os.environ)
+    env.update({"PGHOST": "127.0.0.1", "PGPORT": str(pg.pg_port), "PGUSER": "postgres",
+                "PGPASSWORD": proxyctl.HARNESS_PASSWORDS.get("postgres", "postgres")})
+    r = subprocess.run(["psql", "-X", "-q", "-d", db, "-f", path], env=env, timeout=120,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SystemExit("cache_bench: psql -f %s failed: %s" % (path, r.stderr))
+
+
 def mixed_arm(a, pg, basedir, db, arm, port, data, now, caps_sql, targets):
+    # Only cache-fine runs with the triggers; every other arm (cache in particular) without.
+    psql_file(pg, db, NOTIFY_SQL if arm == "cache-fine" else UNINSTALL_SQL)
+    try:
+        return mixed_arm_run(a, pg, basedir, db, arm, port, data, now, caps_sql, targets)
+    finally:
+        if arm == "cache-fine":
+            psql_file(pg, db, UNINSTALL_SQL)
+
+
+def mixed_arm_run(a, pg, basedir, db, arm, port, data, now, caps_sql, targets):
     shim = None
     if arm == "legacy":
         dsn = pg.dsn(db)
@@ -384,8 +413,13 @@ def mixed_arm(a, pg, basedir, db, arm, port, data, now, caps_sql, targets):
             th.join(timeout=a.warmup + a.mixed_seconds + 120)
         after = intercept_rows(shim, db) if shim is not None else None
     finally:
+        fallbacks = None
         if shim is not None:
             shim.stop()
+            # commits through pgshim that waited in vain for the listener's sync (rate-limited
+            # log line: the last one tells the count up to then)
+            fb = [ln for ln in shim.log_text().splitlines() if "saw no sync" in ln]
+            fallbacks = fb[-1].split("(", 1)[-1].rstrip(")") if fb else "none logged"
             rep = shim.sanitizer_report()
             if rep:
                 log("sanitizer report:\n" + rep)
@@ -402,6 +436,9 @@ def mixed_arm(a, pg, basedir, db, arm, port, data, now, caps_sql, targets):
                read_p95=lb.percentile(lat, 0.95) if lat else None,
                family={k: dict(n=len(v), median=statistics.median(v), p95=lb.percentile(v, 0.95))
                        for k, v in fam.items()})
+    if arm == "cache-fine":
+        res["sync_fallbacks"] = fallbacks
+        log("mixed %s: sync fallbacks: %s" % (arm, fallbacks))
     if before is not None and after is not None:
         hits, misses, fh = 0, 0, {}
         for fn in after:

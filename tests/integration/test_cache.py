@@ -12,8 +12,10 @@ Two pgshim instances of this module share the harness Redis (one key prefix per 
   - Redis stopped mid-run: no client error, answers still equal PostgreSQL's; restarted: hits
     grow again; a garbage value written into a key is a miss and the answer stays correct.
 
-Writes that bypass pgshim are not covered (guarantee 2 is not implemented): their staleness is
-bounded by the TTL.
+The read-your-writes tests run twice: without the NOTIFY triggers (pgshim bumps the written
+tables when the write commits) and with etc/pgshim-notify.sql installed (pgshim waits for its
+listener's sync instead, see test_cache_notify.py). Writes that bypass pgshim are covered in
+test_cache_notify.py.
 
 Invariants: both proxies are stopped by PID at the end; rows changed by the tests are restored.
 """
@@ -81,6 +83,36 @@ def cache_pair(pgenv, proxies, tmp_path_factory):
                 reps.append(rep)
         if reps:
             pytest.fail("sanitizer report:\n" + "\n".join(reps), pytrace=False)
+
+
+NOTIFY_SQL = os.path.join(proxyctl.REPO, "etc", "pgshim-notify.sql")
+UNINSTALL_SQL = os.path.join(proxyctl.REPO, "etc", "pgshim-notify-uninstall.sql")
+
+
+def _psql_file(pgenv, db, path):
+    env = dict(os.environ)
+    env.update({"PGHOST": "127.0.0.1", "PGPORT": str(pgenv.pg_port), "PGUSER": "postgres",
+                "PGPASSWORD": "postgres"})
+    r = subprocess.run(["psql", "-X", "-q", "-d", db, "-f", path], env=env, timeout=60,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(params=["table-bump", "scoped-triggers"])
+def invalidation(request, pgenv):
+    """Guarantee 1 both ways: without the NOTIFY triggers pgshim bumps the written tables at
+    commit; with etc/pgshim-notify.sql installed it waits for its listener's sync instead."""
+    if request.param == "table-bump":
+        yield request.param
+        return
+    for db in TENANTS:
+        _psql_file(pgenv, db, NOTIFY_SQL)
+    try:
+        time.sleep(0.2)   # the listeners see the install (it invalidates every table)
+        yield request.param
+    finally:
+        for db in TENANTS:
+            _psql_file(pgenv, db, UNINSTALL_SQL)
 
 
 def counters(proxy, tenant):
@@ -193,7 +225,7 @@ def _write(proxy, db, style, sql, params):
 
 @pytest.mark.parametrize("style", WRITE_STYLES)
 @pytest.mark.parametrize("cross", [False, True], ids=["same", "other-pgshim"])
-def test_asset_write_is_seen(cache_pair, pgenv, style, cross):
+def test_asset_write_is_seen(cache_pair, pgenv, invalidation, style, cross):
     writer, reader = cache_pair[0], cache_pair[1 if cross else 0]
     site, aid, name = _asset_case(pgenv)
     params = ("2000-01-01T00:00:00+00:00", site)
@@ -207,10 +239,14 @@ def test_asset_write_is_seen(cache_pair, pgenv, style, cross):
         h0, _ = counters(reader, "tenant_a")
         assert _read(via, ASSET_SQL, params) == _read(direct, ASSET_SQL, params)
         assert counters(reader, "tenant_a")[0] > h0, "the warm call was not a hit"
+        syncs = writer.log_text().count("waiting for the listener's sync")
         _write(writer, "tenant_a", style, "update asset set assetname = %s where id = %s",
                ("changed %s %s" % (style, uuid.uuid4().hex[:6]), aid))
         a, b = _read(direct, ASSET_SQL, params), _read(via, ASSET_SQL, params)
         assert a == b, "stale after %s write: %s" % (style, ti.describe_diff(a, b))
+        if invalidation == "scoped-triggers":
+            assert writer.log_text().count("waiting for the listener's sync") > syncs, \
+                "the commit did not wait for the listener's sync"
     finally:
         _write(writer, "tenant_a", "simple-autocommit",
                "update asset set assetname = %s where id = %s", (name, aid))
@@ -219,7 +255,7 @@ def test_asset_write_is_seen(cache_pair, pgenv, style, cross):
 
 
 @pytest.mark.parametrize("style", ["simple-autocommit", "extended-txn"])
-def test_jobneed_write_is_seen(cache_pair, pgenv, style):
+def test_jobneed_write_is_seen(cache_pair, pgenv, invalidation, style):
     p0, p1 = cache_pair
     conn = psycopg2.connect(pgenv.dsn("tenant_a"))
     conn.autocommit = True
@@ -431,7 +467,7 @@ def test_hit_latency_report(cache_pair, pgenv, capsys):
                                                                   l / h if h else 0))
 
 
-def test_prepared_write_is_seen(cache_pair, pgenv):
+def test_prepared_write_is_seen(cache_pair, pgenv, invalidation):
     """psycopg 3 prepares a statement after 5 executions: later executions are Bind/Execute of
     the named statement without a Parse, and must invalidate like the first ones."""
     p = cache_pair[0]

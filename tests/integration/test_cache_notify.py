@@ -20,6 +20,20 @@ its end. Tests:
       PostgreSQL's, nothing is stored for it (the next call is a miss, not a hit), and the call
       after that is a hit again.
 
+Scoped invalidation (the triggers report the sites, clients and people of the changed rows):
+  (f) a write through pgshim to a job of site X: the next call for X is fresh (equal to
+      PostgreSQL) and a cached call for site Y is still a hit; the commit waited for the
+      listener's sync, not a table-level bump;
+  (g) the same for a direct write, within 1 s;
+  (h) an UPDATE moving a job from site X to site Y makes both answers fresh;
+  (i) DDL through pgshim (ALTER TABLE jobneed ADD COLUMN) still invalidates the whole table;
+  (j) guarantee 1 across pgshims: written through one, read through the other right after the
+      COMMIT returned: fresh, and site Y still a hit there;
+  (k) the listener killed inside the writing transaction through pgshim: the commit falls back
+      to a table-level bump, and the next call is still fresh;
+  (l) four clients of one pgshim commit row writes at once (their syncs share round trips):
+      each reads its own write right after its COMMIT returned.
+
 Invariants: every pgshim is stopped by PID at the end; rows changed by the tests are restored;
 the triggers are removed from both databases at the end.
 """
@@ -59,7 +73,8 @@ def _psql_file(pgenv, db, path):
 def _triggers(pgenv, db):
     conn = _direct(pgenv, db)
     cur = conn.cursor()
-    cur.execute("select tgrelid::regclass::text from pg_trigger where tgname = 'pgshim_notify'")
+    cur.execute("select distinct tgrelid::regclass::text from pg_trigger"
+                " where tgname like 'pgshim\\_notify%%'")
     got = sorted(r[0] for r in cur.fetchall())
     conn.close()
     return got
@@ -553,3 +568,257 @@ def test_notify_off_opens_no_listen(notify_pair, pgenv, proxies, tmp_path_factor
     finally:
         direct.close()
         _stop([p])
+
+
+# ---------------------------------------------------------------------------------------------
+# (f)-(k) scoped invalidation
+# ---------------------------------------------------------------------------------------------
+
+def _scoped_case(pgenv):
+    """A recent job J of person P at site X of client C that fun_getjobneed(P, X, C) returns,
+    and another site Y: ((P, X, C), (P, Y, C), job id, jobdesc, X, Y)."""
+    conn = _direct(pgenv, "tenant_a")
+    cur = conn.cursor()
+    cur.execute("select people_id, bu_id, client_id from jobneed"
+                " where plandatetime > now() - interval '1 day' and people_id is not null"
+                " and bu_id is not null and client_id is not null order by id limit 1")
+    row = cur.fetchone()
+    if row is None:
+        pytest.skip("no recent job in the fixture")
+    cur.execute("select id, jobdesc from fun_getjobneed(%s, %s, %s) order by id limit 1", row)
+    job = cur.fetchone()
+    if job is None:
+        pytest.skip("fun_getjobneed returns nothing")
+    cur.execute("select id from bt where id <> %s order by id limit 1", (row[1],))
+    other = cur.fetchone()
+    conn.close()
+    if other is None:
+        pytest.skip("one site only")
+    p, x, c = row
+    return (p, x, c), (p, other[0], c), job[0], job[1], x, other[0]
+
+
+def _hits(proxy, fn):
+    return stats(proxy, "tenant_a").get(fn, {}).get("cache_hits", 0)
+
+
+def _job(conn, params):
+    return ti.run_pg2(conn, "fun_getjobneed", JOB_SQL, params)
+
+
+def _fresh(direct, via, params):
+    a, b = _job(direct, params), _job(via, params)
+    if a != b:
+        a, b = _job(direct, params), _job(via, params)   # a job may cross a time boundary
+    assert a == b, ti.describe_diff(a, b)
+    return a
+
+
+def _write_via(proxy, sql, params):
+    conn = psycopg2.connect(proxy.dsn("tenant_a"))
+    conn.autocommit = True
+    conn.cursor().execute(sql, params)
+    conn.close()
+
+
+def _assert_hit(proxy, via, direct, params):
+    h0 = _hits(proxy, "fun_getjobneed")
+    assert _job(via, params) == _job(direct, params)
+    assert _hits(proxy, "fun_getjobneed") == h0 + 1, "site Y was invalidated too"
+
+
+def test_scoped_write_through_pgshim(notify_pair, pgenv):
+    p = notify_pair[0]
+    x_params, y_params, jid, desc, _, _ = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    via = psycopg2.connect(p.dsn("tenant_a"))
+    via.autocommit = True
+    try:
+        before = _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+        _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, y_params)
+        syncs = p.log_text().count("waiting for the listener's sync")
+        _write_via(p, "update jobneed set jobdesc = %s where id = %s",
+                   ("scoped %s" % uuid.uuid4().hex[:8], jid))
+        assert _fresh(direct, via, x_params) != before
+        _assert_hit(p, via, direct, y_params)
+        assert p.log_text().count("waiting for the listener's sync") > syncs, \
+            "the commit did not wait for a sync"
+    finally:
+        _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                      (desc, jid))
+        direct.close()
+        via.close()
+
+
+def test_scoped_direct_write(notify_pair, pgenv, capsys):
+    p = notify_pair[0]
+    x_params, y_params, jid, desc, _, _ = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    via = psycopg2.connect(p.dsn("tenant_a"))
+    via.autocommit = True
+    try:
+        before = _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+        _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, y_params)
+        t = _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                          ("scoped %s" % uuid.uuid4().hex[:8], jid))
+        el = _fresh_within(via, direct, "fun_getjobneed", JOB_SQL, x_params, t, BOUND_S)
+        assert _job(direct, x_params) != before
+        _report(capsys, "fun_getjobneed site X (scoped, direct update)", el)
+        _assert_hit(p, via, direct, y_params)
+    finally:
+        _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                      (desc, jid))
+        direct.close()
+        via.close()
+
+
+@pytest.mark.parametrize("how", ["pgshim", "direct"])
+def test_scoped_row_moves_between_sites(notify_pair, pgenv, how):
+    p = notify_pair[0]
+    x_params, y_params, jid, _, x, y = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    via = psycopg2.connect(p.dsn("tenant_a"))
+    via.autocommit = True
+    try:
+        bx = _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+        by = _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, y_params)
+        if how == "pgshim":
+            _write_via(p, "update jobneed set bu_id = %s where id = %s", (y, jid))
+            ax, ay = _fresh(direct, via, x_params), _fresh(direct, via, y_params)
+        else:
+            t = _bypass_write(pgenv, "tenant_a", "update jobneed set bu_id = %s where id = %s",
+                              (y, jid))
+            _fresh_within(via, direct, "fun_getjobneed", JOB_SQL, x_params, t, BOUND_S)
+            _fresh_within(via, direct, "fun_getjobneed", JOB_SQL, y_params, t, BOUND_S)
+            ax, ay = _job(direct, x_params), _job(direct, y_params)
+        assert ax != bx and ay != by, "the move changed nothing"
+    finally:
+        _bypass_write(pgenv, "tenant_a", "update jobneed set bu_id = %s where id = %s", (x, jid))
+        direct.close()
+        via.close()
+
+
+def test_ddl_through_pgshim_invalidates_the_table(notify_pair, pgenv):
+    p = notify_pair[0]
+    _, y_params, _, _, _, _ = _scoped_case(pgenv)
+    col = "pgshim_ddl_%s" % uuid.uuid4().hex[:6]
+    direct = _direct(pgenv, "tenant_a")
+    via = psycopg2.connect(p.dsn("tenant_a"))
+    via.autocommit = True
+    try:
+        _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, y_params)
+        s0 = stats(p, "tenant_a")["fun_getjobneed"]
+        _write_via(p, "alter table jobneed add column %s int" % col, None)
+        assert _job(via, y_params) == _job(direct, y_params)
+        s1 = stats(p, "tenant_a")["fun_getjobneed"]
+        assert s1["cache_hits"] == s0["cache_hits"], "DDL did not invalidate the table"
+        assert s1["cache_misses"] == s0["cache_misses"] + 1, (s0, s1)
+    finally:
+        direct.cursor().execute("alter table jobneed drop column if exists %s" % col)
+        direct.close()
+        via.close()
+
+
+def test_scoped_write_read_through_the_other_pgshim(notify_pair, pgenv):
+    a, b = notify_pair
+    x_params, y_params, jid, desc, _, _ = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    via = psycopg2.connect(b.dsn("tenant_a"))
+    via.autocommit = True
+    wconn = psycopg2.connect(a.dsn("tenant_a"))
+    try:
+        for i in range(3):
+            before = _warm(b, via, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+            _warm(b, via, "tenant_a", "fun_getjobneed", JOB_SQL, y_params)
+            wconn.cursor().execute("update jobneed set jobdesc = %s where id = %s",
+                                   ("other %d %s" % (i, uuid.uuid4().hex[:8]), jid))
+            wconn.commit()   # returns once pgshim A's listener applied the notification
+            assert _fresh(direct, via, x_params) != before
+            _assert_hit(b, via, direct, y_params)
+    finally:
+        wconn.rollback()
+        wconn.close()
+        _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                      (desc, jid))
+        direct.close()
+        via.close()
+
+
+def test_listener_killed_by_the_writer_falls_back_to_the_table(notify_pair, pgenv):
+    p = notify_pair[0]
+    x_params, _, jid, desc, _, _ = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    via = psycopg2.connect(p.dsn("tenant_a"))
+    via.autocommit = True
+    try:
+        before = _warm(p, via, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+        # Through pgshim, the writing transaction kills every listener of tenant_a (waiting for
+        # them to be gone): its notification reaches nobody, so the sync cannot succeed and the
+        # commit must bump the table before its COMMIT returns.
+        conn = psycopg2.connect(p.dsn("tenant_a"))
+        cur = conn.cursor()
+        cur.execute("update jobneed set jobdesc = %s where id = %s",
+                    ("killed %s" % uuid.uuid4().hex[:8], jid))
+        cur.execute("select bool_and(pg_terminate_backend(pid, 5000)) from pg_stat_activity"
+                    " where application_name = 'pgshim-notify' and datname = 'tenant_a'")
+        assert cur.fetchone()[0] is True
+        conn.commit()
+        conn.close()
+        assert _fresh(direct, via, x_params) != before
+    finally:
+        _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                      (desc, jid))
+        direct.close()
+        via.close()
+
+
+def test_scoped_concurrent_writers_each_read_their_write(notify_pair, pgenv):
+    """Several clients of one pgshim commit row writes at the same time (their syncs share
+    round trips): right after its own COMMIT returned, each one reads its own write."""
+    p = notify_pair[0]
+    x_params, _, _, _, _, _ = _scoped_case(pgenv)
+    direct = _direct(pgenv, "tenant_a")
+    cur = direct.cursor()
+    cur.execute("select id, jobdesc from fun_getjobneed(%s, %s, %s) order by id limit 4",
+                x_params)
+    jobs = cur.fetchall()
+    if len(jobs) < 2:
+        pytest.skip("fewer than two jobs at the site")
+    errors = []
+
+    def writer(k, jid):
+        via = psycopg2.connect(p.dsn("tenant_a"))
+        via.autocommit = True
+        try:
+            for i in range(6):
+                mine = "concurrent %d/%d %s" % (k, i, uuid.uuid4().hex[:6])
+                via.cursor().execute("update jobneed set jobdesc = %s where id = %s", (mine, jid))
+                c2 = via.cursor()
+                c2.execute(JOB_SQL, x_params)
+                names = [d.name for d in c2.description]
+                got = {r[names.index("id")]: r[names.index("jobdesc")] for r in c2.fetchall()}
+                if got.get(jid) != mine:
+                    errors.append("writer %d round %d: read %r, wrote %r" % (k, i, got.get(jid),
+                                                                            mine))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append("writer %d: %r" % (k, e))
+        finally:
+            via.close()
+
+    warm = psycopg2.connect(p.dsn("tenant_a"))
+    warm.autocommit = True
+    try:
+        _warm(p, warm, "tenant_a", "fun_getjobneed", JOB_SQL, x_params)
+        warm.close()
+        ths = [threading.Thread(target=writer, args=(k, j[0])) for k, j in enumerate(jobs)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(60)
+        assert not any(th.is_alive() for th in ths)
+        assert not errors, "\n".join(errors)
+    finally:
+        for jid, desc in jobs:
+            _bypass_write(pgenv, "tenant_a", "update jobneed set jobdesc = %s where id = %s",
+                          (desc, jid))
+        direct.close()

@@ -204,3 +204,84 @@ Test(writes, function_tables)
     cr_expect_eq(rw_table_lookup("JOBNEED"), -1);
     cr_expect_str_eq(rw_table_name(RW_TABLE_PEOPLE), "people");
 }
+
+/* rw_writes_classify: only row writes fire the NOTIFY triggers; anything else on a legacy table
+   must be invalidated table-level by pgshim itself. */
+static bool other(const char *sql, rw_tableset_t *set)
+{
+    bool o = true;
+    int rc = rw_writes_classify(sql, set, &o);
+    cr_assert_geq(rc, 0, "rc %d for %s", rc, sql);
+    return o;
+}
+
+#define COVERED(sql, want)                                                           \
+    do {                                                                              \
+        rw_tableset_t s_;                                                             \
+        cr_expect(!other(sql, &s_), "should be covered: %s", sql);                    \
+        cr_expect_eq(s_, (rw_tableset_t)(want), "%s", sql);                           \
+    } while (0)
+#define UNCOVERED(sql)                                                                \
+    do {                                                                              \
+        rw_tableset_t s_;                                                             \
+        cr_expect(other(sql, &s_), "should be uncovered: %s", sql);                   \
+        cr_expect_neq(s_, 0, "%s", sql);                                              \
+    } while (0)
+
+Test(writes, classify_row_writes_are_covered)
+{
+    COVERED("update jobneed set jobstatus = 'X' where id = 1", TB(JOBNEED));
+    COVERED("insert into public.asset (id) values (1)", TB(ASSET));
+    COVERED("delete from pgbelonging where people_id = 3", TB(PGBELONGING));
+    COVERED("truncate questionset", TB(QUESTIONSET));
+    COVERED("copy jobneed from stdin", TB(JOBNEED));
+    COVERED("with x as (update jobneed set seqno = 1 returning id) select * from x", TB(JOBNEED));
+    COVERED("merge into asset a using (select 1 as id) s on a.id = s.id "
+            "when matched then update set enable = false", TB(ASSET));
+    COVERED("update jobneed set seqno = 1; create index on jobneed (seqno)", TB(JOBNEED));
+    COVERED("select 1", 0);
+}
+
+Test(writes, classify_other_writes_are_not)
+{
+    UNCOVERED("alter table jobneed add column x int");
+    UNCOVERED("update jobneed set seqno = 1; alter table jobneed drop column x");
+    UNCOVERED("update tenant_b.jobneed set seqno = 1");
+    UNCOVERED("drop table asset");
+    UNCOVERED("do $$ begin end $$");
+    UNCOVERED("call p()");
+    UNCOVERED("execute s(1)");
+    UNCOVERED("update jobneed set where");  /* does not parse */
+    UNCOVERED("alter table other rename to jobneed");
+}
+
+Test(writes, scopes_follow_the_spec)
+{
+    rw_scope_t s[4];
+    cr_assert_eq(rw_fn_scopes(RW_FN_GETJOBNEED, s, 4), 2);
+    cr_expect_eq(s[0].table, RW_TABLE_JOBNEED);
+    cr_expect_str_eq(s[0].scope, "bu");
+    cr_expect_eq(s[0].arg, 1);
+    cr_expect_eq(s[1].table, RW_TABLE_PGBELONGING);
+    cr_expect_eq(s[1].arg, 0);
+    cr_assert_eq(rw_fn_scopes(RW_FN_GETEXTTOURJOBNEED, s, 4), 2);
+    cr_expect_str_eq(s[0].scope, "client");
+    cr_expect_eq(s[0].arg, 2);
+    cr_assert_eq(rw_fn_scopes(RW_FN_GET_SCHEDULE_FOR_ADHOC, s, 4), 2);
+    cr_expect_eq(s[0].arg, 1);
+    cr_expect_eq(s[1].arg, 2);
+    cr_assert_eq(rw_fn_scopes(RW_FN_GETASSETDETAILS, s, 4), 2);
+    cr_expect_eq(s[0].table, RW_TABLE_ASSET);
+    cr_expect_eq(s[1].table, RW_TABLE_QUESTIONSET);
+    cr_expect_eq(s[1].arg, 1);
+    cr_assert_eq(rw_fn_scopes(RW_FN_GETASSETVSQUESTIONSET, s, 4), 1);
+    cr_expect_eq(s[0].arg, 0);
+    cr_expect_eq(rw_fn_scopes(RW_FN_MENUPBT, s, 4), 0);
+    cr_expect_eq(rw_fn_scopes(RW_FN_WEB_CAPS_FOR_CLIENT, s, 4), 0);
+    /* every scoped table a function reads is one the triggers scope */
+    for (int fn = 0; fn < RW_FN__COUNT; fn++) {
+        int n = rw_fn_scopes((rw_fn_t)fn, s, 4);
+        for (int i = 0; i < n; i++)
+            cr_expect(rw_fn_reads((rw_fn_t)fn) & RW_TABLES_SCOPED & (1u << s[i].table));
+    }
+}
