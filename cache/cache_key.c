@@ -15,6 +15,23 @@
 #include "cache.h"
 #include "cache_int.h"
 
+uint64_t cache_sum64(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);   /* host order: values are checked where they are made */
+        h ^= w;
+        h = (h << 31 | h >> 33) * 0x9e3779b97f4a7c15ull;
+    }
+    uint64_t w = 0;
+    memcpy(&w, b + i, n - i);
+    h ^= w ^ (uint64_t)n;
+    h = (h << 31 | h >> 33) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
 uint64_t cache_fnv1a(uint64_t h, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -167,7 +184,7 @@ int cache_key_build(cache_key_t *k, const char *prefix, const cache_key_spec_t *
     char num[64];
     cache__sb_init(&sb);
     cache__sb_puts(&sb, prefix);
-    cache__sb_puts(&sb, ":v1:");
+    cache__sb_puts(&sb, ":v2:");  /* with the value format (CACHE_VALUE_VERSION) */
     cache__sb_put_escaped(&sb, spec->tenant);
     cache__sb_puts(&sb, ":");
     cache__sb_put_escaped(&sb, spec->function);

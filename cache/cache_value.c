@@ -8,7 +8,7 @@
  *    6  tenant len u16    8  function len u16    10 reserved u16 (0)
  *   12  settings hash u64 20  key-base hash u64
  *   28  describe len u32  32  body len u32       36 checksum u64
- * The checksum is 64-bit FNV-1a over every byte of the value except the checksum field.
+ * The checksum is cache_sum64 over the header before the checksum field, then over the rest.
  *
  * Invariant: cache_value_decode accepts exactly what cache_value_encode produces for the same
  * key; every length is checked against the real size before it is used, and the payload is
@@ -72,8 +72,8 @@ static uint64_t get_u64(const uint8_t *p)
 
 static uint64_t value_checksum(const uint8_t *v, size_t len)
 {
-    uint64_t h = cache_fnv1a(CACHE_FNV_INIT, v, OFF_CHECKSUM);
-    return cache_fnv1a(h, v + CACHE_VALUE_HEADER, len - CACHE_VALUE_HEADER);
+    uint64_t h = cache_sum64(CACHE_FNV_INIT, v, OFF_CHECKSUM);   /* 36 bytes: not a multiple */
+    return cache_sum64(h, v + CACHE_VALUE_HEADER, len - CACHE_VALUE_HEADER);
 }
 
 /* Frames one complete backend message at the start of p[0..len) and validates its contents.

@@ -241,7 +241,7 @@ Test(value, byte_vector)
     uint8_t v[CACHE_VALUE_HEADER + 2 + sizeof cc];
     memset(v, 0, sizeof v);
     memcpy(v, "PGSC", 4);
-    v[4] = 1;
+    v[4] = CACHE_VALUE_VERSION;
     v[7] = 1; /* tenant len */
     v[9] = 1; /* function len */
     for (int i = 0; i < 8; i++) {
@@ -252,8 +252,8 @@ Test(value, byte_vector)
     v[44] = 't';
     v[45] = 'f';
     memcpy(v + 46, cc, sizeof cc);
-    uint64_t h = cache_fnv1a(CACHE_FNV_INIT, v, 36);
-    h = cache_fnv1a(h, v + 44, sizeof v - 44);
+    uint64_t h = cache_sum64(CACHE_FNV_INIT, v, 36);
+    h = cache_sum64(h, v + 44, sizeof v - 44);
     for (int i = 0; i < 8; i++)
         v[36 + i] = (uint8_t)(h >> (56 - 8 * i));
     cache_result_t r;
