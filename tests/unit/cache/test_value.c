@@ -45,7 +45,8 @@ Test(value, round_trip)
     fx_init(&fx, 3);
     cr_assert_eq(fx.vlen, CACHE_VALUE_HEADER + strlen("tenant_a") + strlen("fun_getjobneed") +
                               fx.desc.len + fx.body.len);
-    cr_assert_eq(memcmp(fx.v, "PGSC\x01", 5), 0);
+    cr_assert_eq(memcmp(fx.v, "PGSC", 4), 0);
+    cr_assert_eq(fx.v[4], CACHE_VALUE_VERSION);
     cache_result_t r;
     cr_assert_eq(cache_value_decode(&fx.k, fx.v, fx.vlen, &r), 0);
     cr_assert_eq(r.describe_len, fx.desc.len);
