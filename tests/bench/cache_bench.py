@@ -107,7 +107,7 @@ def parse_args():
     ap.add_argument("--write-pct", type=float, default=5.0)
     ap.add_argument("--zipf", type=float, default=1.0, help="part 2: skew of argument choice")
     ap.add_argument("--arms", default="cache,cache-fine,cache-no-writes,native,legacy")
-    ap.add_argument("--pgshim-bin", default=os.environ.get("PGSHIM_BIN") or proxyctl.find_pgshim_binary())
+    ap.add_argument("--pgshim-bin", default=os.environ.get("PGSHIM_BIN") or proxyctl.find_pgshim_binary(release=True))
     ap.add_argument("--pg-port", type=int, default=int(os.environ.get("PGSHIM_BENCH_PG_PORT", "55201")))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("PGSHIM_BENCH_REDIS_PORT", "56201")))
     ap.add_argument("--pgshim-port", type=int,

@@ -85,7 +85,7 @@ def parse_args():
     ap.add_argument("--pgbench-scale", type=int, default=5)
     ap.add_argument("--skip-pgbench", action="store_true")
     ap.add_argument("--no-calls", action="store_true", help="skip part 1")
-    ap.add_argument("--pgshim-bin", default=os.environ.get("PGSHIM_BIN") or proxyctl.find_pgshim_binary())
+    ap.add_argument("--pgshim-bin", default=os.environ.get("PGSHIM_BIN") or proxyctl.find_pgshim_binary(release=True))
     ap.add_argument("--pg-port", type=int, default=int(os.environ.get("PGSHIM_BENCH_PG_PORT", "55201")))
     ap.add_argument("--pgshim-port", type=int,
                     default=int(os.environ.get("PGSHIM_BENCH_PROXY_PORT", "65201")))

@@ -368,11 +368,17 @@ def _quote(v):
     return v
 
 
-def find_pgshim_binary():
-    """PGSHIM_BIN, else the newest build*/pgshim in the repository, else None."""
+def find_pgshim_binary(release=False):
+    """PGSHIM_BIN, else the newest build*/pgshim in the repository, else None. With release=True
+    (benchmarks) build/pgshim comes first: after tests/run the newest binary is the ASan one, whose
+    timings say nothing about a production build."""
     b = os.environ.get("PGSHIM_BIN")
     if b:
         return os.path.abspath(b)
+    if release:
+        p = os.path.join(REPO, "build", "pgshim")
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
     cands = []
     for d in os.listdir(REPO):
         p = os.path.join(REPO, d, "pgshim")
