@@ -125,7 +125,7 @@ uint64_t cache_settings_hash(const char *const *names, const char *const *values
  * Keys
  *
  * Layout (all text, so `redis-cli --scan` is readable):
- *   <prefix>:v2:<tenant>:<function>:<variant>:<args>:<settings hash hex>[:d<date>]    the base
+ *   <prefix>:v3:<tenant>:<function>:<variant>:<args>:<settings hash hex>[:d<date>]    the base
  *   <base>:<gen 1>:...:<gen n>                                                        the value key
  *   <prefix>:gen:<tenant>:<table>                                                     a generation
  * tenant, function, variant, table and date are percent-encoded (':' '%' '{' '}' space and
@@ -193,7 +193,7 @@ char *cache_gen_key(const char *prefix, const char *tenant, const char *table);
  * RowDescription ("describe"), then NoticeResponses and DataRows ending in CommandComplete, or
  * NoticeResponses ending in an ErrorResponse ("body"). ReadyForQuery is never stored.
  * ------------------------------------------------------------------------------------------- */
-#define CACHE_VALUE_VERSION 2  /* 2: cache_sum64 checksum */
+#define CACHE_VALUE_VERSION 3  /* 2: cache_sum64 checksum; 3: fn_get_bulist NOTICE with its context fields, no stored errors */
 #define CACHE_VALUE_HEADER 44
 
 typedef struct cache_result {

@@ -184,7 +184,7 @@ int cache_key_build(cache_key_t *k, const char *prefix, const cache_key_spec_t *
     char num[64];
     cache__sb_init(&sb);
     cache__sb_puts(&sb, prefix);
-    cache__sb_puts(&sb, ":v2:");  /* with the value format (CACHE_VALUE_VERSION) */
+    cache__sb_puts(&sb, ":v3:");  /* with the value format (CACHE_VALUE_VERSION) */
     cache__sb_put_escaped(&sb, spec->tenant);
     cache__sb_puts(&sb, ":");
     cache__sb_put_escaped(&sb, spec->function);

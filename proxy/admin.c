@@ -758,6 +758,20 @@ static void intercept_rows(res_t *r, const char *tenant)
         put_u64(r, px_stats_percentile(st, 99));
         put_text(r, ts);
         put_text(r, how);
+        /* Why calls were passed to PostgreSQL: "reason=count; ..." over the non-zero ones. */
+        char reasons[1024];
+        size_t n = 0;
+        reasons[0] = '\0';
+        for (int k = 1; k < RW_REASON__COUNT; k++) {
+            if (st->by_reason[k] == 0)
+                continue;
+            int w = snprintf(reasons + n, sizeof(reasons) - n, "%s%s=%llu", n ? "; " : "",
+                             rw_reason_name((rw_reason_t)k), (unsigned long long)st->by_reason[k]);
+            if (w < 0 || (size_t)w >= sizeof(reasons) - n)
+                break;
+            n += (size_t)w;
+        }
+        put_text(r, reasons);
         row_end(r);
     }
 }
@@ -772,6 +786,7 @@ static void show_intercepts(pgw_buf_t *b, const char *only)
         {"fallbacks", OID_INT8}, {"shadow_compared", OID_INT8},
         {"shadow_mismatches", OID_INT8}, {"shadow_skipped", OID_INT8}, {"p50_us", OID_INT8},
         {"p99_us", OID_INT8}, {"mode_changed_at", OID_TEXT}, {"mode_changed_how", OID_TEXT},
+        {"passed_reasons", OID_TEXT},
     };
     res_t r;
     res_begin(&r, b, cols, (int)(sizeof(cols) / sizeof(cols[0])));

@@ -265,17 +265,20 @@ static bool send_simple_raw(px_client_t *c, const uint8_t *d, size_t dlen, const
     return ok;
 }
 
+/* A native answer that ends in an ErrorResponse is never sent: PostgreSQL's own error carries
+   context and source-location fields the native side cannot know, so the call passes through
+   (RW_REASON_LEGACY_ERROR; shadow mode still compares the native prediction). */
 static bool send_simple_reply(px_client_t *c, rw_exec_t *ex)
 {
+    if (rw_exec_failed(ex))
+        return false;
     const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
     return send_simple_raw(c, d->data, d->len, body->data, body->len);
 }
 
-/* Replies to Parse, Bind, [Describe], Execute, Sync. A call that fails in PostgreSQL too is
-   answered only when it fails while executing (its answer has a RowDescription, like the
-   fn_men*bt NOTICE + 2F005 for an unknown mode): then PostgreSQL too completes Parse, Bind and
-   Describe and raises the error at Execute. An error without a RowDescription is raised while
-   planning, i.e. at Parse in this protocol, so the call falls back and PostgreSQL answers it. */
+/* Replies to Parse, Bind, [Describe], Execute, Sync. Answers ending in an error are passed
+   through before they get here (send_ext_reply, and cache hits are checked for it); `failed`
+   still refuses an error without a RowDescription, which PostgreSQL would raise at Parse. */
 static bool send_ext_raw(px_client_t *c, const px_icpt_client_t *ic, const uint8_t *d,
                          size_t dlen, const uint8_t *body, size_t blen, bool failed)
 {
@@ -303,6 +306,8 @@ static bool send_ext_raw(px_client_t *c, const px_icpt_client_t *ic, const uint8
 
 static bool send_ext_reply(px_client_t *c, const px_icpt_client_t *ic, rw_exec_t *ex)
 {
+    if (rw_exec_failed(ex))
+        return false;
     const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
     return send_ext_raw(c, ic, d->data, d->len, body->data, body->len, rw_exec_failed(ex));
 }
@@ -355,7 +360,7 @@ static void simple_done_cb(void *arg, rw_exec_t *ex, rw_exec_status_t st, rw_rea
         ic->skip_front = true;
     } else {
         if (st == RW_EXEC_DONE)
-            reason = rw_exec_failed(ex) ? RW_REASON_UNSUPPORTED : RW_REASON_NOMEM;
+            reason = rw_exec_failed(ex) ? RW_REASON_LEGACY_ERROR : RW_REASON_NOMEM;
         count_fallback(stats, reason);
         px_log_debug("C-%llu: %s falls back: %s", (unsigned long long)c->id, rw_fn_name(ic->fn),
                      rw_reason_name(reason));
@@ -415,7 +420,7 @@ static void cache_lookup_done(void *arg, int status, const cache_result_t *res)
     px_client_t *c = ic->c;
     px_icpt_stats_t *st = px_stats_get(c->dbname, ic->fn);
     ic->busy = false;
-    if (status == CACHE_HIT && res != NULL) {
+    if (status == CACHE_HIT && res != NULL && !res->failed) {  /* errors pass through */
         bool sent = ic->ext ? send_ext_raw(c, ic, res->describe, res->describe_len, res->body,
                                            res->body_len, res->failed)
                             : send_simple_raw(c, res->describe, res->describe_len, res->body,
@@ -526,10 +531,12 @@ static ssize_t run_native(px_client_t *c, px_icpt_client_t *ic, px_icpt_stats_t 
         bool ok = xs == RW_EXEC_DONE && (ic->ext ? send_ext_reply(c, ic, ex) : send_simple_reply(c, ex));
         cache_after_native(ic, ex, ok);
         if (!ok && xs == RW_EXEC_DONE)
-            reason = rw_exec_failed(ex) ? RW_REASON_UNSUPPORTED : RW_REASON_NOMEM;
+            reason = rw_exec_failed(ex) ? RW_REASON_LEGACY_ERROR : RW_REASON_NOMEM;
         rw_exec_free(ex);
         if (!ok) {
             count_fallback(st, reason);
+            px_log_debug("C-%llu: %s falls back: %s", (unsigned long long)c->id, rw_fn_name(fn),
+                         rw_reason_name(reason));
             return -1;
         }
         st->native++;

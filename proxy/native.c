@@ -230,7 +230,8 @@ static void job_finish(px_native_job_t *job, rw_exec_status_t st, rw_reason_t re
         return;
     }
     rw_dbinfo_t info;
-    if (!db->have_info && st == RW_EXEC_DONE && rw_exec_get_dbinfo(job->ex, &info) && info.valid) {
+    if (st == RW_EXEC_DONE && rw_exec_get_dbinfo(job->ex, &info) && info.valid &&
+        (!db->have_info || (info.bulist_notice_learnt && !db->info.bulist_notice_learnt))) {
         db->info = info;
         db->have_info = true;
     }
@@ -530,10 +531,24 @@ static void nc_timer_cb(uv_timer_t *t)
     nc_close(nc, nc->state == NC_CONNECTING ? "login timed out" : "query timed out");
 }
 
-static void nc_notice_cb(void *arg, const char *message)
+/* Notices go to the exec whose query raised them (only fn_get_bulist's probe expects one); libpq's
+   default would print them on stderr. */
+static void nc_notice_rx(void *arg, const PGresult *res)
 {
-    (void)arg;
-    (void)message;  /* the native queries raise none; never print libpq's default to stderr */
+    px_nconn_t *nc = arg;
+    if (nc->job == NULL || nc->job->ex == NULL)
+        return;
+    rw_notice_t n = {
+        .severity = PQresultErrorField(res, PG_DIAG_SEVERITY),
+        .severity_nl = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED),
+        .sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE),
+        .message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+        .where = PQresultErrorField(res, PG_DIAG_CONTEXT),
+        .file = PQresultErrorField(res, PG_DIAG_SOURCE_FILE),
+        .line = PQresultErrorField(res, PG_DIAG_SOURCE_LINE),
+        .routine = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION),
+    };
+    rw_exec_notice(nc->job->ex, &n);
 }
 
 /* "-c name=value" for each native setting, with spaces and backslashes escaped as libpq's
@@ -616,7 +631,7 @@ static void db_launch(px_ndb_t *db)
         return;
     }
     uv_unref((uv_handle_t *)&nc->poll);
-    PQsetNoticeProcessor(nc->pg, nc_notice_cb, NULL);
+    PQsetNoticeReceiver(nc->pg, nc_notice_rx, nc);
     nc_arm_timer(nc);
     nc_set_poll(nc, UV_WRITABLE);  /* PQconnectStart's first wait is for the connect */
 }

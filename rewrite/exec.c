@@ -221,6 +221,24 @@ rw_exec_status_t rw__exec_done(rw_exec_t *ex)
     return ex->status;
 }
 
+/* The phrase is NULL, so the function raises its NOTICE ("Phrase :: <NULL>") and returns no row
+   without reading a table. Unqualified, as the callers write it (the native path runs with the
+   default search_path); unnamed, since it runs once per database. */
+const char rw_bulist_probe_sql[] =
+    "select 1 from fn_get_bulist(NULL::bigint, false, false, NULL::text, NULL::jsonb)";
+
+/* After the database facts: fn_get_bulist first learns its NOTICE fields (once per database;
+   the driver keeps them with the facts). */
+static rw_exec_status_t first_step(rw_exec_t *ex)
+{
+    if (ex->call.fn == RW_FN_GET_BULIST && !ex->db.bulist_notice_learnt) {
+        ex->asked_probe = true;
+        ex->probe_noticed = false;
+        return rw__exec_query_unnamed(ex, rw_bulist_probe_sql, 0, NULL);
+    }
+    return ex->step_fn(ex, NULL);
+}
+
 rw_exec_status_t rw_exec_start(rw_exec_t *ex)
 {
     if (!ex->step_fn)
@@ -229,7 +247,38 @@ rw_exec_status_t rw_exec_start(rw_exec_t *ex)
         ex->asked_db = true;
         return rw__exec_query(ex, rw_dbinfo_sql, 0, NULL);
     }
-    return ex->step_fn(ex, NULL);
+    return first_step(ex);
+}
+
+/* Copies src into dst[cap]; false when it does not fit (the template is then not used). */
+static bool copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        return false;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+    return true;
+}
+
+void rw_exec_notice(rw_exec_t *ex, const rw_notice_t *n)
+{
+    if (!ex || !n || !ex->asked_probe || ex->status != RW_EXEC_QUERY || ex->probe_noticed)
+        return;
+    /* Exactly the NOTICE the function raises for a NULL phrase; anything else (a deployment
+       whose function words it differently, or raises more) leaves the template unlearnt. */
+    if (!n->severity_nl || strcmp(n->severity_nl, "NOTICE") != 0 || !n->sqlstate ||
+        strcmp(n->sqlstate, "00000") != 0 || !n->message ||
+        strcmp(n->message, "Phrase :: <NULL>") != 0 || !n->severity || !n->severity[0])
+        return;
+    rw_dbinfo_t *d = &ex->db;
+    if (!copy_field(d->bulist_notice_sev, sizeof d->bulist_notice_sev, n->severity) ||
+        !copy_field(d->bulist_notice_where, sizeof d->bulist_notice_where, n->where) ||
+        !copy_field(d->bulist_notice_file, sizeof d->bulist_notice_file, n->file) ||
+        !copy_field(d->bulist_notice_line, sizeof d->bulist_notice_line, n->line) ||
+        !copy_field(d->bulist_notice_routine, sizeof d->bulist_notice_routine, n->routine))
+        return;
+    ex->probe_noticed = true;
 }
 
 rw_exec_status_t rw_exec_feed(rw_exec_t *ex, const PGresult *res)
@@ -240,6 +289,15 @@ rw_exec_status_t rw_exec_feed(rw_exec_t *ex, const PGresult *res)
         ex->asked_db = false;
         if (rw_dbinfo_parse(res, &ex->db) < 0)
             return rw__exec_fallback(ex, RW_REASON_NATIVE_QUERY);
+        return first_step(ex);
+    }
+    if (ex->asked_probe) {
+        ex->asked_probe = false;
+        if (!rw__res_ok(res, 1) || PQntuples(res) != 0)
+            return rw__exec_fallback(ex, RW_REASON_NATIVE_QUERY);
+        if (!ex->probe_noticed)
+            return rw__exec_fallback(ex, RW_REASON_NO_NOTICE_TEMPLATE);
+        ex->db.bulist_notice_learnt = true;
         return ex->step_fn(ex, NULL);
     }
     if (!res)

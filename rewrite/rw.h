@@ -164,7 +164,9 @@ bool rw_prefilter(const char *sql, size_t len);
     XX(NATIVE_QUERY, "native query failed")                                 \
     XX(NATIVE_VALUE, "unexpected value in native data")                     \
     XX(NOMEM, "out of memory")                                              \
-    XX(UNSUPPORTED, "case not implemented natively")
+    XX(UNSUPPORTED, "case not implemented natively")                      \
+    XX(LEGACY_ERROR, "the legacy function raises an error")                \
+    XX(NO_NOTICE_TEMPLATE, "fn_get_bulist NOTICE not learnt from the server")
 
 typedef enum rw_reason {
 #define RW__REASON_ENUM(name, text) RW_REASON_##name,
@@ -252,7 +254,10 @@ rw_reason_t rw_exec_reason(const rw_exec_t *ex);
    is never included. Views valid until rw_exec_free. */
 const pgw_buf_t *rw_exec_describe(const rw_exec_t *ex);
 const pgw_buf_t *rw_exec_body(const rw_exec_t *ex);
-/* True when the body ends in an ErrorResponse. */
+/* True when the body ends in an ErrorResponse. Such an answer is what PostgreSQL would send
+   except for the error's context and source-location fields, which the native side cannot know:
+   the proxy passes these calls through to PostgreSQL (RW_REASON_LEGACY_ERROR) and uses the
+   native answer only to compare in shadow mode. */
 bool rw_exec_failed(const rw_exec_t *ex);
 
 /* ---------------------------------------------------------------------------------------------
@@ -267,7 +272,31 @@ typedef struct rw_dbinfo {
     int16_t geography_len;
     bool collate_c;           /* default collation sorts like memcmp (C, POSIX, C.UTF-8, libc) */
     bool ctype_c;             /* lower() on the default collation folds ASCII letters only */
+    /* The fields PostgreSQL adds to fn_get_bulist's RAISE NOTICE besides its message: localized
+       severity (S), context (W) and source location (F, L, R). They depend on the function's
+       definition in this database and on the server's build, so they are learnt from the server
+       (rw_exec_notice during the probe rw_bulist_probe_sql) and never written down here. An
+       empty field is one the server did not send. */
+    bool bulist_notice_learnt;   /* the probe ran and sent the NOTICE fn_get_bulist raises */
+    char bulist_notice_sev[32];
+    char bulist_notice_where[256];
+    char bulist_notice_file[64];
+    char bulist_notice_line[16];
+    char bulist_notice_routine[64];
 } rw_dbinfo_t;
+
+/* One NoticeResponse a native query raised, as the driver's libpq notice receiver sees it
+   (PQresultErrorField; NULL for a field the server did not send). */
+typedef struct rw_notice {
+    const char *severity, *severity_nl, *sqlstate, *message;
+    const char *where, *file, *line, *routine;
+} rw_notice_t;
+/* The driver hands every notice raised while an exec's query runs to that exec (before feeding
+   the query's result). Only the fn_get_bulist probe expects one; others are ignored. */
+void rw_exec_notice(rw_exec_t *ex, const rw_notice_t *n);
+/* Calls fn_get_bulist with a NULL phrase (no data read, zero rows) to learn its NOTICE fields.
+   fn_get_bulist runs it once per database before its first native answer, after rw_dbinfo_sql. */
+extern const char rw_bulist_probe_sql[];
 
 /* SQL that fetches the facts (no parameters, one row); parse its result with rw_dbinfo_parse. */
 extern const char rw_dbinfo_sql[];

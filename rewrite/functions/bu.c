@@ -223,6 +223,35 @@ static rw_exec_status_t describe_scalar(rw_exec_t *ex)
     return RW_EXEC_DONE;
 }
 
+/* fn_get_bulist's RAISE NOTICE 'Phrase :: %' as PostgreSQL sends it: S, V, C, M, then the
+   context and source-location fields learnt from this database (rw_exec_notice), in the order
+   PostgreSQL writes them. */
+static void put_bulist_notice(rw_exec_t *ex, const rw_sb_t *msg)
+{
+    const rw_dbinfo_t *d = &ex->db;
+    pgw_buf_t *b = &ex->body;
+    const struct {
+        char code;
+        const char *v;
+    } f[] = {
+        {'S', d->bulist_notice_sev},   {'V', "NOTICE"},
+        {'C', "00000"},                {'M', msg->failed ? "" : msg->p},
+        {'W', d->bulist_notice_where}, {'F', d->bulist_notice_file},
+        {'L', d->bulist_notice_line},  {'R', d->bulist_notice_routine},
+    };
+    pgw_msg_begin(b, pgw_msg_byte(PGW_MSG_NOTICE_RESPONSE));
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (f[i].code != 'M' && f[i].v[0] == '\0')
+            continue;   /* a field the server did not send */
+        pgw_put_u8(b, (uint8_t)f[i].code);
+        pgw_put_cstr(b, f[i].v);
+    }
+    pgw_put_u8(b, 0);
+    pgw_msg_end(b);
+    if (msg->failed)
+        b->failed = true;
+}
+
 /* Common body of fn_menupbt / fn_mendownbt / fn_menallbt. */
 static rw_exec_status_t men_step(rw_exec_t *ex, const PGresult *res, bu_walk_t walk)
 {
@@ -412,7 +441,7 @@ rw_exec_status_t rw_fun_get_bulist(rw_exec_t *ex, const PGresult *res)
         rw__sb_init(&msg);
         rw__sb_puts(&msg, "Phrase :: ");
         rw__sb_puts(&msg, phrase ? phrase : "<NULL>");
-        pgw_build_notice(&ex->body, "NOTICE", "00000", msg.failed ? "" : msg.p, NULL, NULL);
+        put_bulist_notice(ex, &msg);
         if (mode == MODE_OTHER) {
             rw__command_complete(&ex->body, 0);
         } else if (rw__arg_null(ex, 0)) {
@@ -484,7 +513,7 @@ rw_exec_status_t rw_fun_get_bulist(rw_exec_t *ex, const PGresult *res)
     rw__sb_init(&msg);
     rw__sb_puts(&msg, "Phrase :: ");
     rw__sb_puts(&msg, phrase);
-    pgw_build_notice(&ex->body, "NOTICE", "00000", msg.failed ? "" : msg.p, NULL, NULL);
+    put_bulist_notice(ex, &msg);
     put_single_row(&ex->body, &val, is_null);
     rw__command_complete(&ex->body, 1);
     if (msg.failed)

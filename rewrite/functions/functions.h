@@ -119,6 +119,8 @@ struct rw_exec {
     rw_reason_t reason;
     rw_dbinfo_t db;
     bool asked_db;                   /* the current query is rw_dbinfo_sql */
+    bool asked_probe;                /* the current query is rw_bulist_probe_sql */
+    bool probe_noticed;              /* the probe's NOTICE arrived */
     bool failed;                     /* body ends in an ErrorResponse */
     rw_fun_step_fn step_fn;
     int step;                        /* implementation-defined progress counter */

@@ -277,6 +277,7 @@ static void tc_free(tcase_t *t)
 typedef struct note {
     char sev[16], state[8];
     char *msg;
+    char *all;   /* every field as "Cvalue\n" in PostgreSQL's order (context, source location) */
 } note_t;
 
 typedef struct answer {
@@ -310,17 +311,55 @@ static void ans_free(answer_t *a)
     free(a->len);
     free(a->tag);
     for (int i = 0; i < a->nnotes; i++)
+    {
         free(a->notes[i].msg);
+        free(a->notes[i].all);
+    }
     free(a->emsg);
     free(a->edetail);
     memset(a, 0, sizeof *a);
 }
 
 static answer_t *cur_notes;
+static rw_exec_t *probing;   /* the exec whose fn_get_bulist probe is running */
+
+/* The order in which PostgreSQL writes the fields of an ErrorResponse/NoticeResponse. */
+static const char field_order[] = "SVCMDHPpqWstcdnFLR";
+
+/* vals[c]: value of field c or NULL. */
+static char *fields_str(const char *const vals[128])
+{
+    size_t cap = 64;
+    for (const char *o = field_order; *o; o++)
+        if (vals[(int)*o])
+            cap += strlen(vals[(int)*o]) + 2;
+    char *out = malloc(cap), *w = out;
+    if (!out)
+        die("out of memory");
+    for (const char *o = field_order; *o; o++)
+        if (vals[(int)*o])
+            w += sprintf(w, "%c%s\n", *o, vals[(int)*o]);
+    *w = '\0';
+    return out;
+}
 
 static void notice_rx(void *arg, const PGresult *res)
 {
     (void)arg;
+    if (probing) {
+        rw_notice_t n = {
+            .severity = PQresultErrorField(res, PG_DIAG_SEVERITY),
+            .severity_nl = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED),
+            .sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE),
+            .message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+            .where = PQresultErrorField(res, PG_DIAG_CONTEXT),
+            .file = PQresultErrorField(res, PG_DIAG_SOURCE_FILE),
+            .line = PQresultErrorField(res, PG_DIAG_SOURCE_LINE),
+            .routine = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION),
+        };
+        rw_exec_notice(probing, &n);
+        return;
+    }
     if (!cur_notes || cur_notes->nnotes >= 8)
         return;
     note_t *n = &cur_notes->notes[cur_notes->nnotes++];
@@ -330,6 +369,10 @@ static void notice_rx(void *arg, const PGresult *res)
     snprintf(n->sev, sizeof n->sev, "%s", s ? s : "");
     snprintf(n->state, sizeof n->state, "%s", c ? c : "");
     n->msg = xstrdup(m);
+    const char *vals[128] = {0};
+    for (const char *o = field_order; *o; o++)
+        vals[(int)*o] = PQresultErrorField(res, *o);
+    n->all = fields_str(vals);
 }
 
 static char *copy_bytes(const void *p, int len)
@@ -476,6 +519,16 @@ static const char *ans_from_native(answer_t *a, const pgw_buf_t *desc, const pgw
                     snprintf(nt->state, sizeof nt->state, "%.*s", (int)e.sqlstate.len,
                              e.sqlstate.ptr ? e.sqlstate.ptr : "");
                     nt->msg = copy_bytes(e.message.ptr ? e.message.ptr : "", (int)e.message.len);
+                    char *owned[128] = {0};
+                    size_t foff = 0;
+                    uint8_t code;
+                    pgw_str_t v;
+                    while (pgw_error_next_field(&e, &foff, &code, &v) == 1)
+                        if (code < 128 && !owned[code])
+                            owned[code] = copy_bytes(v.ptr, (int)v.len);
+                    nt->all = fields_str((const char *const *)owned);
+                    for (int k = 0; k < 128; k++)
+                        free(owned[k]);
                 } else {
                     a->error = true;
                     snprintf(a->esev, sizeof a->esev, "%.*s", (int)e.severity_nl.len,
@@ -544,6 +597,13 @@ static const char *compare(const answer_t *L, const answer_t *N, bool by_id)
             snprintf(why, sizeof why, "notice %d: legacy %s %s '%s' native %s %s '%s'", i,
                      L->notes[i].sev, L->notes[i].state, L->notes[i].msg, N->notes[i].sev,
                      N->notes[i].state, N->notes[i].msg);
+            return why;
+        }
+    /* Answers pgshim sends (not errors: those pass through) carry the notices whole. */
+    for (int i = 0; i < L->nnotes && !N->error; i++)
+        if (!str_eq(L->notes[i].all, N->notes[i].all)) {
+            snprintf(why, sizeof why, "notice %d fields: legacy [%s] native [%s]", i,
+                     L->notes[i].all ? L->notes[i].all : "", N->notes[i].all ? N->notes[i].all : "");
             return why;
         }
     if (L->error != N->error) {
@@ -643,6 +703,7 @@ static rw_exec_status_t run_native(const rw_call_t *call, rw_exec_t **ex_out)
     rw_exec_status_t st = rw_exec_start(ex);
     int guard = 0;
     while (st == RW_EXEC_QUERY && guard++ < 10) {
+        probing = strcmp(rw_exec_sql(ex), rw_bulist_probe_sql) == 0 ? ex : NULL;
         /* Prepared once per connection by name, as the proxy's driver does. */
         const char *name = rw_exec_stmt_name(ex);
         if (!name) {
@@ -668,6 +729,12 @@ static rw_exec_status_t run_native(const rw_call_t *call, rw_exec_t **ex_out)
         st = rw_exec_feed(ex, r);
         PQclear(r);
     }
+    probing = NULL;
+    /* Keep what the exec learnt (the NOTICE fields), as the proxy's driver does per database. */
+    rw_dbinfo_t learnt;
+    if (st == RW_EXEC_DONE && rw_exec_get_dbinfo(ex, &learnt) && learnt.bulist_notice_learnt &&
+        !dbinfo.bulist_notice_learnt)
+        dbinfo = learnt;
     *ex_out = ex;
     return st;
 }

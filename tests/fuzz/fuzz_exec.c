@@ -160,6 +160,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       .geography_len = -1,
                       .collate_c = !(facts & 2),
                       .ctype_c = !(facts & 4)};
+    if (!(facts & 16)) {   /* else fn_get_bulist first runs its probe */
+        rw_dbinfo_t t = {.bulist_notice_learnt = true, .bulist_notice_sev = "NOTICE",
+                         .bulist_notice_where = "PL/pgSQL function fn_get_bulist(bigint,boolean,boolean,text,anyelement) line 9 at RAISE",
+                         .bulist_notice_file = "pl_exec.c", .bulist_notice_line = "3907",
+                         .bulist_notice_routine = "exec_stmt_raise"};
+        memcpy(db.bulist_notice_sev, t.bulist_notice_sev, sizeof db.bulist_notice_sev);
+        memcpy(db.bulist_notice_where, t.bulist_notice_where, sizeof db.bulist_notice_where);
+        memcpy(db.bulist_notice_file, t.bulist_notice_file, sizeof db.bulist_notice_file);
+        memcpy(db.bulist_notice_line, t.bulist_notice_line, sizeof db.bulist_notice_line);
+        memcpy(db.bulist_notice_routine, t.bulist_notice_routine, sizeof db.bulist_notice_routine);
+        db.bulist_notice_learnt = true;
+    }
     bool give_db = !(facts & 8);
     uint8_t memos = fz_u8(&in);
     rw_butree_t *tree = NULL;
@@ -195,6 +207,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (st == RW_EXEC_QUERY) {
             FZ_CHECK(++steps <= 8);
             FZ_CHECK(rw_exec_sql(ex) != NULL);
+            if ((facts & 32) && strcmp(rw_exec_sql(ex), rw_bulist_probe_sql) == 0) {
+                rw_notice_t n = {.severity = "NOTICE", .severity_nl = "NOTICE",
+                                 .sqlstate = "00000", .message = "Phrase :: <NULL>",
+                                 .where = (facts & 64) ? NULL : "PL/pgSQL function fn_get_bulist",
+                                 .file = "pl_exec.c", .line = "1", .routine = "r"};
+                rw_exec_notice(ex, &n);
+            }
             PGresult *r = read_result(&in);
             st = rw_exec_feed(ex, r);
             PQclear(r);

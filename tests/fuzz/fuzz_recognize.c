@@ -56,7 +56,11 @@ static void check_call(const rw_call_t *c)
     if (ex == NULL)
         return;
     rw_dbinfo_t db = {.valid = true, .geography_oid = 17082, .geography_len = -1,
-                      .collate_c = true, .ctype_c = true};
+                      .collate_c = true, .ctype_c = true,
+                      .bulist_notice_learnt = true, .bulist_notice_sev = "NOTICE",
+                      .bulist_notice_where = "PL/pgSQL function fn_get_bulist(bigint,boolean,boolean,text,anyelement) line 9 at RAISE",
+                      .bulist_notice_file = "pl_exec.c", .bulist_notice_line = "3907",
+                      .bulist_notice_routine = "exec_stmt_raise"};
     rw_exec_set_dbinfo(ex, &db);
     rw_exec_status_t st = rw_exec_start(ex);
     if (st == RW_EXEC_DONE) {

@@ -64,7 +64,7 @@ PGSHIM_COLUMNS = {
                    "fallbacks", "shadow_compared", "shadow_mismatches", "shadow_skipped",
                    "p50_us", "p99_us",
                    "mode_changed_at",
-                   "mode_changed_how"],
+                   "mode_changed_how", "passed_reasons"],
     "INTERCEPT CANDIDATES": ["tenant", "function", "mode", "calls", "eligible_calls",
                              "eligible", "last_reason"],
 }

@@ -343,7 +343,7 @@ def test_garbage_value_is_a_miss(cache_pair, pgenv):
     want = _read(direct, ASSET_SQL, params)
     assert _read(via, ASSET_SQL, params) == want
     prefix = [v for k, v in p.sections["redis"] if k == "key_prefix"][0]
-    keys = _redis_cli(pgenv, "--scan", "--pattern", "%s:v2:tenant_a:fn_getassetdetails:*" % prefix)
+    keys = _redis_cli(pgenv, "--scan", "--pattern", "%s:v3:tenant_a:fn_getassetdetails:*" % prefix)
     keys = [k for k in keys.stdout.split() if k]
     assert keys, "no value stored"
     for k in keys:

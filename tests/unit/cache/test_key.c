@@ -34,10 +34,10 @@ Test(key, layout)
 {
     cache_arg_t args[2] = {{"6", 1, false, 1}, {"array", 5, false, 3}};
     char *b = base_of("tenant1", "fn_menupbt", args, 2, 0xabcULL, NULL);
-    cr_assert_str_eq(b, "pgshim:v2:tenant1:fn_menupbt::2,1#1'6,3#5'array:0000000000000abc");
+    cr_assert_str_eq(b, "pgshim:v3:tenant1:fn_menupbt::2,1#1'6,3#5'array:0000000000000abc");
     free(b);
     b = base_of("t", "fun_getjobneed", args, 1, 1, "2026-11-23");
-    cr_assert_str_eq(b, "pgshim:v2:t:fun_getjobneed::1,1#1'6:0000000000000001:d2026-11-23");
+    cr_assert_str_eq(b, "pgshim:v3:t:fun_getjobneed::1,1#1'6:0000000000000001:d2026-11-23");
     free(b);
 }
 
@@ -96,7 +96,7 @@ Test(key, embedded_nul_in_argument)
     spec.args = c;
     cr_assert_eq(cache_key_build(&k2, "p", &spec), 0);
     cr_assert(k1.base_len != k2.base_len || memcmp(k1.base, k2.base, k1.base_len) != 0);
-    cr_assert_eq(k1.base_len, strlen("p:v2:t:f::1,3#3'") + 3 + strlen(":0000000000000000"));
+    cr_assert_eq(k1.base_len, strlen("p:v3:t:f::1,3#3'") + 3 + strlen(":0000000000000000"));
     cache_key_clear(&k1);
     cache_key_clear(&k2);
 }
@@ -108,17 +108,17 @@ Test(key, tenant_escaping_is_injective)
     char *b1 = base_of("a:f", "g", NULL, 0, 0, NULL);
     char *b2 = base_of("a", "f:g", NULL, 0, 0, NULL);
     cr_assert_str_neq(b1, b2);
-    cr_assert_str_eq(b1, "pgshim:v2:a%3Af:g::0:0000000000000000");
+    cr_assert_str_eq(b1, "pgshim:v3:a%3Af:g::0:0000000000000000");
     free(b1);
     free(b2);
     b1 = base_of("a%3Af", "g", NULL, 0, 0, NULL);
-    cr_assert_str_eq(b1, "pgshim:v2:a%253Af:g::0:0000000000000000");
+    cr_assert_str_eq(b1, "pgshim:v3:a%253Af:g::0:0000000000000000");
     free(b1);
     b1 = base_of("db with space{x}", "g", NULL, 0, 0, NULL);
-    cr_assert_str_eq(b1, "pgshim:v2:db%20with%20space%7Bx%7D:g::0:0000000000000000");
+    cr_assert_str_eq(b1, "pgshim:v3:db%20with%20space%7Bx%7D:g::0:0000000000000000");
     free(b1);
     b1 = base_of("t\xc3\xa9", "g", NULL, 0, 0, NULL);
-    cr_assert_str_eq(b1, "pgshim:v2:t%C3%A9:g::0:0000000000000000");
+    cr_assert_str_eq(b1, "pgshim:v3:t%C3%A9:g::0:0000000000000000");
     free(b1);
 }
 

@@ -32,8 +32,13 @@ static rw_call_t mkcall(rw_fn_t fn, rw_shape_t shape, const char *colname, uint3
     return c;
 }
 
+#define BULIST_WHERE "PL/pgSQL function fn_get_bulist(bigint,boolean,boolean,text,anyelement) line 9 at RAISE"
 static const rw_dbinfo_t db_c = {.valid = true, .geography_oid = 17082, .geography_len = -1,
-                                 .collate_c = true, .ctype_c = true};
+                                 .collate_c = true, .ctype_c = true,
+                                 .bulist_notice_learnt = true, .bulist_notice_sev = "NOTICE",
+                                 .bulist_notice_where = BULIST_WHERE,
+                                 .bulist_notice_file = "pl_exec.c", .bulist_notice_line = "3907",
+                                 .bulist_notice_routine = "exec_stmt_raise"};
 
 /* Iterates the messages of a buffer. */
 typedef struct msgs {
@@ -495,4 +500,130 @@ Test(native_exec, groups_memo_skips_the_group_query)
         rw_exec_free(ex);
     }
     rw_groups_free(g);
+}
+
+/* The NOTICE is PostgreSQL's byte for byte: S V C M, then the learnt W F L R. */
+static void expect_bulist_notice_bytes(msgs_t *m, const char *sev, const char *msg, const char *where,
+                                       const char *file, const char *line, const char *routine)
+{
+    pgw_buf_t want;
+    pgw_buf_init(&want);
+    pgw_msg_begin(&want, 'N');
+    const char codes[] = "SVCMWFLR";
+    const char *vals[] = {sev, "NOTICE", "00000", msg, where, file, line, routine};
+    for (int i = 0; i < 8; i++) {
+        if (i >= 4 && vals[i][0] == '\0')
+            continue;
+        pgw_put_u8(&want, (uint8_t)codes[i]);
+        pgw_put_cstr(&want, vals[i]);
+    }
+    pgw_put_u8(&want, 0);
+    pgw_msg_end(&want);
+    cr_assert(m->off + want.len <= m->b->len);
+    cr_assert(memcmp(m->b->data + m->off, want.data, want.len) == 0, "NOTICE bytes differ");
+    m->off += want.len;
+    pgw_buf_free(&want);
+}
+
+Test(native_exec, get_bulist_notice_carries_learnt_fields)
+{
+    const char *a[] = {"2", "true", "true", "BoGuS", NULL};
+    rw_call_t c = mkcall(RW_FN_GET_BULIST, RW_SHAPE_TARGET, "buids", RW_OID_INT8_ARRAY, 5, a);
+    rw_exec_t *ex = run_noquery(&c);
+    msgs_t m = {rw_exec_body(ex), 0};
+    expect_bulist_notice_bytes(&m, "NOTICE", "Phrase :: bogus", BULIST_WHERE, "pl_exec.c", "3907",
+                               "exec_stmt_raise");
+    expect_tag(&m, "SELECT 0");
+    cr_assert(!next_msg(&m, &(pgw_frame_t){0}));
+    rw_exec_free(ex);
+}
+
+static rw_exec_t *start_probe(const char *phrase)
+{
+    const char *a[] = {"2", "true", "true", phrase, NULL};
+    rw_call_t c = mkcall(RW_FN_GET_BULIST, RW_SHAPE_TARGET, "x", RW_OID_INT8_ARRAY, 5, a);
+    rw_exec_t *ex = rw_exec_new(&c);
+    rw_dbinfo_t db = db_c;
+    db.bulist_notice_learnt = false;
+    rw_exec_set_dbinfo(ex, &db);
+    cr_assert_eq(rw_exec_start(ex), RW_EXEC_QUERY);
+    cr_assert_str_eq(rw_exec_sql(ex), rw_bulist_probe_sql);
+    cr_assert_null(rw_exec_stmt_name(ex));   /* unnamed: runs once per database */
+    return ex;
+}
+
+Test(native_exec, get_bulist_probe_learns_notice_fields)
+{
+    rw_exec_t *ex = start_probe("zz");
+    /* Another notice first (ignored), then the function's own, localized, without a routine. */
+    rw_notice_t other = {.severity = "NOTICE", .severity_nl = "NOTICE", .sqlstate = "00000",
+                         .message = "something else", .where = "w"};
+    rw_exec_notice(ex, &other);
+    rw_notice_t n = {.severity = "HINWEIS", .severity_nl = "NOTICE", .sqlstate = "00000",
+                     .message = "Phrase :: <NULL>", .where = "PL/pgSQL function f line 3 at RAISE",
+                     .file = "pl_exec.c", .line = "42", .routine = NULL};
+    rw_exec_notice(ex, &n);
+    static const char *names[] = {"?column?"};
+    PGresult *r = mkres(1, names, 0, NULL);
+    cr_assert_eq(rw_exec_feed(ex, r), RW_EXEC_DONE);
+    PQclear(r);
+    rw_dbinfo_t got;
+    cr_assert(rw_exec_get_dbinfo(ex, &got));
+    cr_assert(got.bulist_notice_learnt);
+    cr_assert_str_eq(got.bulist_notice_sev, "HINWEIS");
+    cr_assert_str_eq(got.bulist_notice_routine, "");
+    msgs_t m = {rw_exec_body(ex), 0};
+    expect_bulist_notice_bytes(&m, "HINWEIS", "Phrase :: zz", "PL/pgSQL function f line 3 at RAISE",
+                               "pl_exec.c", "42", "");
+    expect_tag(&m, "SELECT 0");
+    rw_exec_free(ex);
+}
+
+Test(native_exec, get_bulist_probe_failures_fall_back)
+{
+    static const char *names[] = {"?column?"};
+    /* No NOTICE (a function that raises none, or client_min_messages above notice). */
+    rw_exec_t *ex = start_probe("array");
+    PGresult *r = mkres(1, names, 0, NULL);
+    cr_assert_eq(rw_exec_feed(ex, r), RW_EXEC_FALLBACK);
+    cr_assert_eq(rw_exec_reason(ex), RW_REASON_NO_NOTICE_TEMPLATE);
+    rw_exec_free(ex);
+    /* A NOTICE worded differently is not the function's. */
+    ex = start_probe("array");
+    rw_notice_t n = {.severity = "NOTICE", .severity_nl = "NOTICE", .sqlstate = "00000",
+                     .message = "Phrase: <NULL>"};
+    rw_exec_notice(ex, &n);
+    cr_assert_eq(rw_exec_feed(ex, r), RW_EXEC_FALLBACK);
+    cr_assert_eq(rw_exec_reason(ex), RW_REASON_NO_NOTICE_TEMPLATE);
+    rw_exec_free(ex);
+    /* A field too long to keep. */
+    ex = start_probe("array");
+    char longw[400];
+    memset(longw, 'w', sizeof longw - 1);
+    longw[sizeof longw - 1] = '\0';
+    rw_notice_t l = {.severity = "NOTICE", .severity_nl = "NOTICE", .sqlstate = "00000",
+                     .message = "Phrase :: <NULL>", .where = longw};
+    rw_exec_notice(ex, &l);
+    cr_assert_eq(rw_exec_feed(ex, r), RW_EXEC_FALLBACK);
+    cr_assert_eq(rw_exec_reason(ex), RW_REASON_NO_NOTICE_TEMPLATE);
+    rw_exec_free(ex);
+    PQclear(r);
+    /* The probe itself failed (no such function here): not learnt, retried next time. */
+    ex = start_probe("array");
+    cr_assert_eq(rw_exec_feed(ex, NULL), RW_EXEC_FALLBACK);
+    cr_assert_eq(rw_exec_reason(ex), RW_REASON_NATIVE_QUERY);
+    rw_dbinfo_t got;
+    cr_assert(rw_exec_get_dbinfo(ex, &got));
+    cr_assert(!got.bulist_notice_learnt);
+    rw_exec_free(ex);
+    /* Rows from the probe: not the function we know. */
+    ex = start_probe("array");
+    static const char *one[] = {"1"};
+    r = mkres(1, names, 1, one);
+    rw_exec_notice(ex, &(rw_notice_t){.severity = "NOTICE", .severity_nl = "NOTICE",
+                                      .sqlstate = "00000", .message = "Phrase :: <NULL>"});
+    cr_assert_eq(rw_exec_feed(ex, r), RW_EXEC_FALLBACK);
+    cr_assert_eq(rw_exec_reason(ex), RW_REASON_NATIVE_QUERY);
+    PQclear(r);
+    rw_exec_free(ex);
 }
