@@ -538,16 +538,7 @@ static void nc_notice_rx(void *arg, const PGresult *res)
     px_nconn_t *nc = arg;
     if (nc->job == NULL || nc->job->ex == NULL)
         return;
-    rw_notice_t n = {
-        .severity = PQresultErrorField(res, PG_DIAG_SEVERITY),
-        .severity_nl = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED),
-        .sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE),
-        .message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
-        .where = PQresultErrorField(res, PG_DIAG_CONTEXT),
-        .file = PQresultErrorField(res, PG_DIAG_SOURCE_FILE),
-        .line = PQresultErrorField(res, PG_DIAG_SOURCE_LINE),
-        .routine = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION),
-    };
+    rw_notice_t n = rw_notice_from_result(res);
     rw_exec_notice(nc->job->ex, &n);
 }
 

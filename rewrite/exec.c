@@ -261,6 +261,20 @@ static bool copy_field(char *dst, size_t cap, const char *src)
     return true;
 }
 
+rw_notice_t rw_notice_from_result(const PGresult *res)
+{
+    return (rw_notice_t){
+        .severity = PQresultErrorField(res, PG_DIAG_SEVERITY),
+        .severity_nl = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED),
+        .sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE),
+        .message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+        .where = PQresultErrorField(res, PG_DIAG_CONTEXT),
+        .file = PQresultErrorField(res, PG_DIAG_SOURCE_FILE),
+        .line = PQresultErrorField(res, PG_DIAG_SOURCE_LINE),
+        .routine = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION),
+    };
+}
+
 void rw_exec_notice(rw_exec_t *ex, const rw_notice_t *n)
 {
     if (!ex || !n || !ex->asked_probe || ex->status != RW_EXEC_QUERY || ex->probe_noticed)

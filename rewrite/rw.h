@@ -291,6 +291,8 @@ typedef struct rw_notice {
     const char *severity, *severity_nl, *sqlstate, *message;
     const char *where, *file, *line, *routine;
 } rw_notice_t;
+/* The fields of a notice a libpq notice receiver got (views into res). */
+rw_notice_t rw_notice_from_result(const PGresult *res);
 /* The driver hands every notice raised while an exec's query runs to that exec (before feeding
    the query's result). Only the fn_get_bulist probe expects one; others are ignored. */
 void rw_exec_notice(rw_exec_t *ex, const rw_notice_t *n);
