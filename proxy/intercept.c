@@ -265,25 +265,10 @@ static bool send_simple_raw(px_client_t *c, const uint8_t *d, size_t dlen, const
     return ok;
 }
 
-/* A native answer that ends in an ErrorResponse is never sent: PostgreSQL's own error carries
-   context and source-location fields the native side cannot know, so the call passes through
-   (RW_REASON_LEGACY_ERROR; shadow mode still compares the native prediction). */
-static bool send_simple_reply(px_client_t *c, rw_exec_t *ex)
-{
-    if (rw_exec_failed(ex))
-        return false;
-    const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
-    return send_simple_raw(c, d->data, d->len, body->data, body->len);
-}
-
-/* Replies to Parse, Bind, [Describe], Execute, Sync. Answers ending in an error are passed
-   through before they get here (send_ext_reply, and cache hits are checked for it); `failed`
-   still refuses an error without a RowDescription, which PostgreSQL would raise at Parse. */
+/* Replies to Parse, Bind, [Describe], Execute, Sync. */
 static bool send_ext_raw(px_client_t *c, const px_icpt_client_t *ic, const uint8_t *d,
-                         size_t dlen, const uint8_t *body, size_t blen, bool failed)
+                         size_t dlen, const uint8_t *body, size_t blen)
 {
-    if (failed && dlen == 0)
-        return false;
     pgw_buf_t b;
     pgw_buf_init(&b);
     if (ic->ext_parse)
@@ -304,12 +289,17 @@ static bool send_ext_raw(px_client_t *c, const px_icpt_client_t *ic, const uint8
     return ok;
 }
 
-static bool send_ext_reply(px_client_t *c, const px_icpt_client_t *ic, rw_exec_t *ex)
+/* Sends a native answer in the client's protocol. One that ends in an ErrorResponse is never
+   sent: PostgreSQL's own error carries context and source-location fields the native side cannot
+   know, so the call passes through (RW_REASON_LEGACY_ERROR; shadow mode still compares the
+   native prediction). */
+static bool send_native_reply(px_client_t *c, const px_icpt_client_t *ic, rw_exec_t *ex)
 {
     if (rw_exec_failed(ex))
         return false;
     const pgw_buf_t *d = rw_exec_describe(ex), *body = rw_exec_body(ex);
-    return send_ext_raw(c, ic, d->data, d->len, body->data, body->len, rw_exec_failed(ex));
+    return ic->ext ? send_ext_raw(c, ic, d->data, d->len, body->data, body->len)
+                   : send_simple_raw(c, d->data, d->len, body->data, body->len);
 }
 
 /* Cache mode: the native answer that was just sent is stored (cachemode.c decides whether it
@@ -349,7 +339,7 @@ static void simple_done_cb(void *arg, rw_exec_t *ex, rw_exec_status_t st, rw_rea
     ic->job = NULL;
     ic->busy = false;
     px_icpt_stats_t *stats = px_stats_get(c->dbname, ic->fn);
-    bool sent = st == RW_EXEC_DONE && (ic->ext ? send_ext_reply(c, ic, ex) : send_simple_reply(c, ex));
+    bool sent = st == RW_EXEC_DONE && send_native_reply(c, ic, ex);
     cache_after_native(ic, ex, sent);
     if (sent) {
         stats->native++;
@@ -422,7 +412,7 @@ static void cache_lookup_done(void *arg, int status, const cache_result_t *res)
     ic->busy = false;
     if (status == CACHE_HIT && res != NULL && !res->failed) {  /* errors pass through */
         bool sent = ic->ext ? send_ext_raw(c, ic, res->describe, res->describe_len, res->body,
-                                           res->body_len, res->failed)
+                                           res->body_len)
                             : send_simple_raw(c, res->describe, res->describe_len, res->body,
                                               res->body_len);
         if (sent) {
@@ -528,7 +518,7 @@ static ssize_t run_native(px_client_t *c, px_icpt_client_t *ic, px_icpt_stats_t 
         return -1;
     }
     if (rc == 1) {
-        bool ok = xs == RW_EXEC_DONE && (ic->ext ? send_ext_reply(c, ic, ex) : send_simple_reply(c, ex));
+        bool ok = xs == RW_EXEC_DONE && send_native_reply(c, ic, ex);
         cache_after_native(ic, ex, ok);
         if (!ok && xs == RW_EXEC_DONE)
             reason = rw_exec_failed(ex) ? RW_REASON_LEGACY_ERROR : RW_REASON_NOMEM;
