@@ -35,6 +35,21 @@ def error_fields(payload):
     return out
 
 
+def ext_batch(sql, params, oids=()):
+    """Unnamed Parse (parameter type OIDs, 0 = unspecified), Bind (text values, None = NULL),
+    Describe portal, Execute, Sync: one extended-protocol batch as bytes."""
+    def msg(t, body):
+        return t + struct.pack("!I", len(body) + 4) + body
+    parse = b"\0" + sql.encode() + b"\0" + struct.pack("!H", len(oids)) + \
+        b"".join(struct.pack("!I", o) for o in oids)
+    bind = b"\0\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for v in params:
+        bind += struct.pack("!i", -1) if v is None else struct.pack("!i", len(v.encode())) + v.encode()
+    bind += struct.pack("!H", 0)
+    return (msg(b"P", parse) + msg(b"B", bind) + msg(b"D", b"P\0") +
+            msg(b"E", b"\0" + struct.pack("!I", 0)) + msg(b"S", b""))
+
+
 class Conn:
     def __init__(self, host, port, timeout=10.0, unix_path=None):
         if unix_path:

@@ -836,23 +836,6 @@ def _wire_answer(conn, payload):
     return out
 
 
-def _ext_batch(sql, params, oids):
-    """Parse (typed), Bind (text values), Describe portal, Execute, Sync, as psycopg 3 sends an
-    unnamed statement."""
-    import struct
-
-    def msg(t, body):
-        return t + struct.pack("!I", len(body) + 4) + body
-    parse = b"\0" + sql.encode() + b"\0" + struct.pack("!H", len(oids)) + \
-        b"".join(struct.pack("!I", o) for o in oids)
-    bind = b"\0\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
-    for v in params:
-        bind += struct.pack("!i", -1) if v is None else struct.pack("!i", len(v)) + v.encode()
-    bind += struct.pack("!H", 0)
-    return (msg(b"P", parse) + msg(b"B", bind) + msg(b"D", b"P\0") +
-            msg(b"E", b"\0" + struct.pack("!i", 0)) + msg(b"S", b""))
-
-
 @pytest.mark.parametrize("db", TENANTS)
 def test_native_bytes_equal_postgres(icpt, pgenv, db):
     """Byte for byte: every message of a native answer (RowDescription, fn_get_bulist's NOTICE
@@ -871,13 +854,13 @@ def test_native_bytes_equal_postgres(icpt, pgenv, db):
     for ph, rt in (("array", "bigint[]"), ("Text", "text"), ("jsonb", "jsonb"), ("bogus", "text"),
                    (None, "jsonb")):
         for bu in ("2", "6", "-1", "999999"):
-            ext.append(("fn_get_bulist", _ext_batch(
+            ext.append(("fn_get_bulist", pgwire.ext_batch(
                 "select fn_get_bulist($1, $2, $3, $4::text, null::%s) as buids" % rt,
                 [bu, "true", "false", ph], [20, 16, 16, 25])))
-    ext.append(("fn_get_bulist", _ext_batch(
+    ext.append(("fn_get_bulist", pgwire.ext_batch(
         "select * from fn_get_bulist($1, $2, $3, $4::text, null::bigint[])",
         [None, "true", "true", "array"], [20, 16, 16, 25])))     # 22004: passed through
-    ext.append(("fn_menupbt", _ext_batch("select fn_menupbt($1, $2::text)", ["6", "array"], [20, 25])))
+    ext.append(("fn_menupbt", pgwire.ext_batch("select fn_menupbt($1, $2::text)", ["6", "array"], [20, 25])))
     conns = {}
     for name, port in (("direct", pgenv.pg_port), ("via", icpt.port)):
         c = pgwire.Conn("127.0.0.1", port)

@@ -54,30 +54,15 @@ def test_own_backend_key_and_parameters(proxy, testdb):
         c.close()
 
 
-def _bind_exec_sync(sql, params):
-    """Unnamed Parse/Bind/Describe/Execute + Sync for text parameters."""
-    parse = b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0)
-    bind = b"\0\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
-    for p in params:
-        b = p.encode()
-        bind += struct.pack("!i", len(b)) + b
-    bind += struct.pack("!H", 0)
-    out = b""
-    for t, body in ((b"P", parse), (b"B", bind), (b"D", b"P\0"), (b"E", b"\0" + struct.pack("!I", 0)),
-                    (b"S", b"")):
-        out += t + struct.pack("!I", len(body) + 4) + body
-    return out
-
-
 def test_pipelined_extended_batches(proxy, testdb):
     """Three Sync-delimited batches sent in one write, the middle one failing: replies come back
     in order, the failure is confined to its batch."""
     c = _raw(proxy)
     try:
         assert c.startup("postgres", testdb, proxy.users["postgres"]) is None
-        c.send(_bind_exec_sync("select $1::int + 1", ["41"]) +
-               _bind_exec_sync("select 1/$1::int", ["0"]) +
-               _bind_exec_sync("select $1::text", ["third"]))
+        c.send(pgwire.ext_batch("select $1::int + 1", ["41"]) +
+               pgwire.ext_batch("select 1/$1::int", ["0"]) +
+               pgwire.ext_batch("select $1::text", ["third"]))
         seen = []
         zs = 0
         while zs < 3:
